@@ -1,0 +1,27 @@
+# README's two commands are `make demo` and `make test`; the rest are helpers.
+SHELL := bash
+CACHE ?= $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/pendingjob-operator
+# Build outputs live outside the repo so fresh clones (CI) reuse them.
+export CARGO_TARGET_DIR ?= $(CACHE)/target
+
+.PHONY: test cluster-up cluster-down cluster-env cluster-build
+
+## test: fmt, clippy, unit and integration tests against a real kube-apiserver
+test:
+	hack/test.sh
+
+## cluster-up: build (once) and start etcd + kube-apiserver on loopback
+cluster-up:
+	hack/cluster.sh up
+
+## cluster-down: stop the local control plane and remove its state
+cluster-down:
+	hack/cluster.sh down
+
+## cluster-env: print exports; use as eval "$$(make -s cluster-env)"
+cluster-env:
+	@hack/cluster.sh env
+
+## cluster-build: build the pinned etcd, kube-apiserver and kubectl only
+cluster-build:
+	hack/cluster.sh build

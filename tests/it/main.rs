@@ -1,0 +1,5 @@
+//! Integration tests. They run against the real kube-apiserver named by
+//! `KUBECONFIG`; `make test` starts one on loopback and sets it.
+
+mod control_plane;
+mod support;

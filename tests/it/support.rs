@@ -1,0 +1,182 @@
+//! Test support for integration tests against a real kube-apiserver.
+//!
+//! The cluster comes from `KUBECONFIG` (`make test` starts a local control
+//! plane and sets it). Each test gets a namespace of its own, so tests run in
+//! parallel without seeing each other. Waiting is always for a condition with a
+//! deadline, never a fixed sleep.
+//!
+//! Namespaces are not deleted afterwards: the local plane runs no
+//! kube-controller-manager, so a deleted namespace would stay `Terminating`
+//! anyway. `make test` throws the whole plane away when it is done.
+
+use std::future::Future;
+use std::process::{Command, Output};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::authentication::v1::{TokenRequest, TokenRequestSpec};
+use k8s_openapi::api::core::v1::{Namespace, ServiceAccount};
+use kube::api::{ObjectMeta, PostParams};
+use kube::config::{AuthInfo, KubeConfigOptions, Kubeconfig};
+use kube::{Api, Client, Config};
+
+/// How long a test waits for the control plane to answer at all.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
+/// How often `wait_until` re-checks a condition.
+const POLL_INTERVAL: Duration = Duration::from_millis(100);
+
+/// One test's view of the cluster: an admin client and a fresh namespace.
+pub struct TestEnv {
+    /// Client with the kubeconfig's (admin) credentials.
+    pub client: Client,
+    /// The namespace created for this test.
+    pub namespace: String,
+}
+
+impl TestEnv {
+    /// Connects to the cluster in `KUBECONFIG` and creates a namespace for the
+    /// test named `name`. Panics with an explanation when there is no cluster:
+    /// these tests are never skipped.
+    pub async fn new(name: &str) -> Self {
+        let client = admin_client().await;
+        let namespace = unique_name(name);
+        let ns = Namespace {
+            metadata: ObjectMeta {
+                name: Some(namespace.clone()),
+                labels: Some([("pendingjob.dev/test".to_owned(), name.to_owned())].into()),
+                ..ObjectMeta::default()
+            },
+            ..Namespace::default()
+        };
+        Api::<Namespace>::all(client.clone())
+            .create(&PostParams::default(), &ns)
+            .await
+            .unwrap_or_else(|e| panic!("creating test namespace {namespace}: {e}"));
+        Self { client, namespace }
+    }
+
+    /// A typed API for namespaced resources in this test's namespace.
+    pub fn api<K>(&self) -> Api<K>
+    where
+        K: kube::Resource<Scope = kube::core::NamespaceResourceScope>,
+        <K as kube::Resource>::DynamicType: Default,
+    {
+        Api::namespaced(self.client.clone(), &self.namespace)
+    }
+
+    /// Creates a ServiceAccount in the test namespace and returns a short-lived
+    /// token for it, obtained through the TokenRequest API.
+    pub async fn service_account_token(&self, name: &str) -> String {
+        let accounts: Api<ServiceAccount> = self.api();
+        let account = ServiceAccount {
+            metadata: ObjectMeta {
+                name: Some(name.to_owned()),
+                ..ObjectMeta::default()
+            },
+            ..ServiceAccount::default()
+        };
+        accounts
+            .create(&PostParams::default(), &account)
+            .await
+            .unwrap_or_else(|e| panic!("creating ServiceAccount {name}: {e}"));
+        let request = TokenRequest {
+            spec: Some(TokenRequestSpec {
+                expiration_seconds: Some(600),
+                ..TokenRequestSpec::default()
+            }),
+            ..TokenRequest::default()
+        };
+        accounts
+            .create_token_request(name, &PostParams::default(), &request)
+            .await
+            .unwrap_or_else(|e| panic!("requesting a token for ServiceAccount {name}: {e}"))
+            .status
+            .unwrap_or_else(|| panic!("TokenRequest for {name} returned no status"))
+            .token
+            .unwrap_or_else(|| panic!("TokenRequest for {name} returned no token"))
+    }
+
+    /// A client for the same cluster that authenticates with `token` only.
+    pub async fn client_with_token(&self, token: &str) -> Client {
+        let mut config = kubeconfig_config().await;
+        config.auth_info = AuthInfo {
+            token: Some(token.to_owned().into()),
+            ..AuthInfo::default()
+        };
+        Client::try_from(config).expect("building a token-authenticated client")
+    }
+
+    /// Runs the pinned `kubectl` against this cluster, in this namespace.
+    pub fn kubectl(&self, args: &[&str]) -> Output {
+        kubectl(&[&["--namespace", &self.namespace], args].concat())
+    }
+}
+
+/// Runs `kubectl` (from `$KUBECTL`, else `PATH`) with `KUBECONFIG` as set.
+pub fn kubectl(args: &[&str]) -> Output {
+    let program = std::env::var("KUBECTL").unwrap_or_else(|_| "kubectl".to_owned());
+    Command::new(&program)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| {
+            panic!("running {program} {args:?}: {e} (run the tests through `make test`)")
+        })
+}
+
+/// Waits until `check` yields `Some`, re-checking every 100 ms, and panics
+/// with `what` when `timeout` passes first.
+pub async fn wait_until<T, F, Fut>(what: &str, timeout: Duration, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {timeout:?} waiting for {what}"
+        );
+        tokio::time::sleep(POLL_INTERVAL).await;
+    }
+}
+
+/// A DNS-1123 name unique within this test run: `<prefix>-<pid>-<counter>`.
+pub fn unique_name(prefix: &str) -> String {
+    static COUNTER: AtomicU32 = AtomicU32::new(0);
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or_default();
+    format!("{prefix}-{}-{n}-{:x}", std::process::id(), nanos % 0xfff)
+}
+
+async fn kubeconfig_config() -> Config {
+    if std::env::var_os("KUBECONFIG").is_none() {
+        panic!(
+            "KUBECONFIG is not set, so there is no cluster to test against. Run `make test`, which \
+             starts a local control plane, or `make cluster-up` and `eval \"$(make -s cluster-env)\"`."
+        );
+    }
+    let kubeconfig = Kubeconfig::read().unwrap_or_else(|e| panic!("reading KUBECONFIG: {e}"));
+    Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
+        .await
+        .unwrap_or_else(|e| panic!("loading KUBECONFIG: {e}"))
+}
+
+/// An admin client for the cluster in `KUBECONFIG`, checked to be reachable.
+pub async fn admin_client() -> Client {
+    let config = kubeconfig_config().await;
+    let server = config.cluster_url.clone();
+    let client = Client::try_from(config).expect("building a Kubernetes client");
+    match tokio::time::timeout(CONNECT_TIMEOUT, client.apiserver_version()).await {
+        Ok(Ok(_)) => client,
+        Ok(Err(e)) => panic!(
+            "the control plane at {server} did not answer: {e}. Is it running (`make cluster-up`)?"
+        ),
+        Err(_) => panic!("the control plane at {server} did not answer within {CONNECT_TIMEOUT:?}"),
+    }
+}
