@@ -1,2 +1,18 @@
 //! pendingjob-operator: durable, retried background calls to flaky downstream
 //! APIs, driven by a `PendingJob` custom resource.
+//!
+//! - [`crd`] - the resource, its validation and printer columns.
+//! - [`backoff`] - capped exponential backoff, pure.
+//! - [`lifecycle`] - what to do with a job now, and what an attempt makes of it; pure.
+//! - [`dispatch`] - one HTTP call to the target and what its response means.
+//! - [`controller`] - the reconciler wiring those together.
+//! - [`mock_api2`] - the flaky "API 2" used by the demo and the tests.
+//! - [`telemetry`] - logging.
+
+pub mod backoff;
+pub mod controller;
+pub mod crd;
+pub mod dispatch;
+pub mod lifecycle;
+pub mod mock_api2;
+pub mod telemetry;

@@ -1,0 +1,226 @@
+//! The reconciler: for each `PendingJob`, fetch, decide, act, record, requeue.
+//!
+//! The decision comes from `.status` alone (see [`lifecycle::decide`]): any
+//! watch event, our own status write included, can wake a job early, and a
+//! job that is not yet due costs no HTTP call and no API write.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use futures::StreamExt;
+use jiff::Timestamp;
+use kube::api::{Patch, PatchParams};
+use kube::runtime::controller::{self, Action, Controller};
+use kube::runtime::watcher;
+use kube::{Api, Client, Resource, ResourceExt};
+use tracing::{info, warn};
+
+use crate::backoff;
+use crate::crd::{PendingJob, PendingJobStatus, Phase};
+use crate::dispatch::Dispatcher;
+use crate::lifecycle::{self, Attempt, Decision, Outcome};
+
+/// Field manager of the operator's server-side-apply status writes.
+pub const FIELD_MANAGER: &str = "pendingjob-operator";
+/// Requeue delay after a Kubernetes error.
+const ERROR_REQUEUE: Duration = Duration::from_secs(5);
+/// Requeue delay while the watch cache has not yet caught up with our own write.
+const STALE_REQUEUE: Duration = Duration::from_millis(500);
+
+/// Infrastructure trouble; a target's failures are never an `Error`.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The object lacks a field the API server always sets.
+    #[error("PendingJob has no {0}")]
+    MissingField(&'static str),
+    /// The status write failed.
+    #[error("writing the status of PendingJob {namespace}/{name}: {source}")]
+    StatusWrite {
+        /// Namespace of the job.
+        namespace: String,
+        /// Name of the job.
+        name: String,
+        /// The API error.
+        source: kube::Error,
+    },
+    /// The CRD is not installed, or the API server cannot be reached.
+    #[error("listing PendingJobs (is the CRD installed? `kubectl apply -f crds/`): {0}")]
+    Startup(#[source] kube::Error),
+}
+
+/// What `run` needs to know.
+#[derive(Clone, Debug)]
+pub struct Settings {
+    /// Only watch this namespace; all namespaces when `None`.
+    pub namespace: Option<String>,
+    /// Most reconciles (and so HTTP calls) in flight at once.
+    pub max_concurrent_dispatches: u16,
+}
+
+/// Shared state of the reconciler.
+pub struct Context {
+    client: Client,
+    dispatcher: Dispatcher,
+    /// Attempts recorded by our last status write, per job UID. The watch cache
+    /// can lag behind our own write; a job whose cached status shows fewer
+    /// attempts is stale, and acting on it would call the target twice.
+    recorded: Mutex<HashMap<String, i32>>,
+}
+
+impl Context {
+    /// A context for the reconciler.
+    pub fn new(client: Client, dispatcher: Dispatcher) -> Self {
+        Self {
+            client,
+            dispatcher,
+            recorded: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn recorded_attempts(&self, uid: &str) -> Option<i32> {
+        self.recorded
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(uid)
+            .copied()
+    }
+
+    fn remember(&self, uid: &str, status: &PendingJobStatus) {
+        let mut recorded = self.recorded.lock().unwrap_or_else(PoisonError::into_inner);
+        if status.phase.is_terminal() {
+            recorded.remove(uid);
+        } else {
+            recorded.insert(uid.to_owned(), status.attempts);
+        }
+    }
+}
+
+/// Reconciles one job: fetch its status, decide, make at most one call,
+/// record the outcome in one status write, and requeue for the next decision.
+pub async fn reconcile(job: Arc<PendingJob>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let uid = job.uid().ok_or(Error::MissingField("metadata.uid"))?;
+    let namespace = job
+        .namespace()
+        .ok_or(Error::MissingField("metadata.namespace"))?;
+    let name = job.name_any();
+    let status = job.status.clone().unwrap_or_default();
+
+    if ctx
+        .recorded_attempts(&uid)
+        .is_some_and(|n| status.attempts < n)
+    {
+        return Ok(Action::requeue(STALE_REQUEUE));
+    }
+    match lifecycle::decide(&status, Timestamp::now()) {
+        Decision::Finished => {
+            ctx.remember(&uid, &status);
+            return Ok(Action::await_change());
+        }
+        Decision::Wait(remaining) => return Ok(Action::requeue(remaining)),
+        Decision::Attempt => {}
+    }
+
+    let started = Timestamp::now();
+    let outcome = ctx.dispatcher.attempt(&job.spec, &uid).await;
+    let attempt = Attempt {
+        policy: &job.spec.retry_policy,
+        generation: job.meta().generation,
+        started,
+        finished: Timestamp::now(),
+        jitter_unit: backoff::jitter_unit(&uid, status.attempts),
+    };
+    let next = lifecycle::record(&status, &attempt, &outcome);
+    log_attempt(&namespace, &name, &next, &outcome);
+
+    let api: Api<PendingJob> = Api::namespaced(ctx.client.clone(), &namespace);
+    match write_status(&api, &name, &next).await {
+        Ok(()) => {}
+        // Deleted while the call was in flight: nothing left to record.
+        Err(kube::Error::Api(e)) if e.code == 404 => return Ok(Action::await_change()),
+        Err(source) => {
+            return Err(Error::StatusWrite {
+                namespace,
+                name,
+                source,
+            });
+        }
+    }
+    ctx.remember(&uid, &next);
+
+    Ok(match lifecycle::decide(&next, Timestamp::now()) {
+        Decision::Wait(remaining) => Action::requeue(remaining),
+        Decision::Attempt => Action::requeue(Duration::ZERO),
+        Decision::Finished => Action::await_change(),
+    })
+}
+
+/// Server-side apply of the whole status; fields we leave out are removed.
+async fn write_status(
+    api: &Api<PendingJob>,
+    name: &str,
+    status: &PendingJobStatus,
+) -> Result<(), kube::Error> {
+    let patch = serde_json::json!({
+        "apiVersion": PendingJob::api_version(&()),
+        "kind": PendingJob::kind(&()),
+        "status": status,
+    });
+    api.patch_status(
+        name,
+        &PatchParams::apply(FIELD_MANAGER).force(),
+        &Patch::Apply(&patch),
+    )
+    .await
+    .map(|_| ())
+}
+
+fn log_attempt(namespace: &str, name: &str, status: &PendingJobStatus, outcome: &Outcome) {
+    let code = status.last_status_code;
+    let attempts = status.attempts;
+    match (status.phase, outcome) {
+        (Phase::Succeeded, _) => info!(%namespace, %name, attempts, ?code, "delivered"),
+        (Phase::Failed, _) => {
+            warn!(%namespace, %name, attempts, ?code, error = ?status.last_error, "given up")
+        }
+        _ => info!(
+            %namespace, %name, attempts, retry = status.retry_count, ?code,
+            next_retry = ?status.next_retry_time.as_ref().map(|t| t.0),
+            error = ?status.last_error,
+            "attempt failed; retry scheduled"
+        ),
+    }
+}
+
+/// Kubernetes trouble: log it and try again shortly.
+pub fn error_policy(job: Arc<PendingJob>, error: &Error, _ctx: Arc<Context>) -> Action {
+    warn!(job = %job.name_any(), %error, "reconcile failed");
+    Action::requeue(ERROR_REQUEUE)
+}
+
+/// Runs the controller until SIGTERM or Ctrl-C.
+pub async fn run(client: Client, dispatcher: Dispatcher, settings: Settings) -> Result<(), Error> {
+    let api: Api<PendingJob> = match &settings.namespace {
+        Some(namespace) => Api::namespaced(client.clone(), namespace),
+        None => Api::all(client.clone()),
+    };
+    api.list(&kube::api::ListParams::default().limit(1))
+        .await
+        .map_err(Error::Startup)?;
+    info!(namespace = ?settings.namespace, concurrency = settings.max_concurrent_dispatches, "controller starting");
+
+    let ctx = Arc::new(Context::new(client, dispatcher));
+    let config = controller::Config::default().concurrency(settings.max_concurrent_dispatches);
+    Controller::new(api, watcher::Config::default())
+        .with_config(config)
+        .shutdown_on_signal()
+        .run(reconcile, error_policy, ctx)
+        .for_each(|result| async move {
+            if let Err(error) = result {
+                warn!(%error, "controller");
+            }
+        })
+        .await;
+    info!("controller stopped");
+    Ok(())
+}

@@ -1,0 +1,283 @@
+//! The `PendingJob` custom resource: the intent (target, payload, retry
+//! policy) in `spec` and the retry state in `status`.
+//!
+//! Doc comments on these types become the CRD's descriptions, so they are what
+//! `kubectl explain pendingjob.spec` prints. Validation lives in the schema
+//! (bounds, enums, required fields) and in CEL rules, so the API server
+//! refuses bad manifests with the field named; the payload's size is bounded
+//! by the ValidatingAdmissionPolicy in `crds/`, since CEL inside a CRD cannot
+//! see schemaless JSON.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use kube::{CustomResource, CustomResourceExt, KubeSchema};
+use schemars::{JsonSchema, Schema, SchemaGenerator, json_schema};
+use serde::{Deserialize, Serialize};
+
+/// API group of the `PendingJob` resource.
+pub const GROUP: &str = "pendingjob.dev";
+/// Largest payload accepted at admission, in bytes, as rendered by CEL; it
+/// keeps a job far below etcd's ~1.5 MiB object limit.
+pub const MAX_PAYLOAD_BYTES: usize = 262_144;
+/// Longest `status.lastError` we store, in bytes.
+pub const MAX_ERROR_BYTES: usize = 512;
+
+/// A call to a downstream API that must eventually succeed: the target and
+/// payload to send, and how to retry while the target is unavailable.
+// kube-derive's repeated printcolumn(...) entries look alike to this lint.
+#[allow(clippy::duplicated_attributes)]
+#[derive(CustomResource, JsonSchema, Deserialize, Serialize, Clone, Debug, PartialEq)]
+#[kube(
+    group = "pendingjob.dev",
+    version = "v1alpha1",
+    kind = "PendingJob",
+    plural = "pendingjobs",
+    shortname = "pj",
+    namespaced,
+    status = "PendingJobStatus",
+    doc = "A durable, retried call to a downstream API. The operator sends the payload to the \
+           target and retries with capped exponential backoff until the call succeeds or the \
+           job is given up.",
+    printcolumn(name = "Phase", type_ = "string", json_path = ".status.phase"),
+    printcolumn(name = "Attempts", type_ = "integer", json_path = ".status.attempts"),
+    printcolumn(name = "Retries", type_ = "integer", json_path = ".status.retryCount"),
+    // A string column: a date-typed one prints `<invalid>` for a future time.
+    printcolumn(name = "Next Retry", type_ = "string", json_path = ".status.nextRetryTime"),
+    printcolumn(name = "Last Code", type_ = "integer", json_path = ".status.lastStatusCode"),
+    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
+)]
+#[serde(rename_all = "camelCase")]
+pub struct PendingJobSpec {
+    /// Where and how to send the call.
+    pub target: Target,
+    /// The JSON document sent as the request body (`Content-Type: application/json`).
+    /// Any JSON value; at most 256 KiB. Omit it to send no body.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "any_json")]
+    pub payload: Option<serde_json::Value>,
+    /// How to space out attempts while the target is unavailable.
+    #[serde(default)]
+    pub retry_policy: RetryPolicy,
+}
+
+/// The downstream endpoint to call.
+#[derive(KubeSchema, Deserialize, Serialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct Target {
+    /// Absolute http:// or https:// URL of the endpoint.
+    #[x_kube(validation = Rule::new(
+        "isURL(self) && url(self).getScheme() in ['http', 'https'] && url(self).getHostname() != ''"
+    ).message("must be an absolute http:// or https:// URL"))]
+    #[schemars(length(min = 1, max = 2048))]
+    pub url: String,
+    /// HTTP method of the call.
+    #[serde(default)]
+    pub method: Method,
+    /// Extra request headers. Plain values only: do not put secrets here.
+    /// `Content-Type` and `Idempotency-Key` are set by the operator.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[schemars(schema_with = "headers_schema")]
+    pub headers: BTreeMap<String, String>,
+    /// Seconds to wait for the whole call (connect, send, response) before the
+    /// attempt counts as failed and is retried.
+    #[serde(default = "default_timeout_seconds")]
+    #[schemars(range(min = 1, max = 300))]
+    pub timeout_seconds: i32,
+}
+
+/// HTTP method of the call.
+#[derive(JsonSchema, Deserialize, Serialize, Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum Method {
+    /// GET
+    Get,
+    /// POST (the default)
+    #[default]
+    Post,
+    /// PUT
+    Put,
+    /// PATCH
+    Patch,
+    /// DELETE
+    Delete,
+}
+
+/// Capped exponential backoff: the delay after the n-th failed attempt is
+/// `min(initialDelaySeconds * multiplier^(n-1), maxDelaySeconds)`.
+#[derive(KubeSchema, Deserialize, Serialize, Clone, Debug, PartialEq)]
+#[x_kube(validation = Rule::new("self.maxDelaySeconds >= self.initialDelaySeconds")
+    .message("maxDelaySeconds must be at least initialDelaySeconds")
+    .field_path(".maxDelaySeconds"))]
+#[serde(rename_all = "camelCase")]
+pub struct RetryPolicy {
+    /// Delay after the first failed attempt, in seconds.
+    #[serde(default = "default_initial_delay")]
+    #[schemars(range(min = 1, max = 86400))]
+    pub initial_delay_seconds: i32,
+    /// Upper bound of any delay, in seconds (a `Retry-After` never exceeds it either).
+    #[serde(default = "default_max_delay")]
+    #[schemars(range(min = 1, max = 86400))]
+    pub max_delay_seconds: i32,
+    /// Factor by which each delay grows; 1 means a constant delay.
+    #[serde(default = "default_multiplier")]
+    #[schemars(range(min = 1, max = 10))]
+    pub multiplier: i32,
+    /// Attempts after which the job is given up (`Failed`). Unset: retry until success.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 10000))]
+    pub max_attempts: Option<i32>,
+    /// Randomisation of each delay, to spread retries of many jobs:
+    /// `None` (exact delays), `Full` (uniform in [0, delay]) or `Equal`
+    /// (uniform in [delay/2, delay]).
+    #[serde(default)]
+    pub jitter: Jitter,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        Self {
+            initial_delay_seconds: default_initial_delay(),
+            max_delay_seconds: default_max_delay(),
+            multiplier: default_multiplier(),
+            max_attempts: None,
+            jitter: Jitter::None,
+        }
+    }
+}
+
+/// Randomisation applied to each backoff delay.
+#[derive(JsonSchema, Deserialize, Serialize, Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Jitter {
+    /// Exact delays.
+    #[default]
+    None,
+    /// Uniform in [0, delay].
+    Full,
+    /// Uniform in [delay/2, delay].
+    Equal,
+}
+
+/// Where a job is in its life.
+#[derive(JsonSchema, Deserialize, Serialize, Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Phase {
+    /// Stored, no attempt recorded yet.
+    #[default]
+    Pending,
+    /// The last attempt failed; another is scheduled at `nextRetryTime`.
+    Retrying,
+    /// The target accepted the call. Terminal.
+    Succeeded,
+    /// Given up: a permanent error or `maxAttempts` used up. Terminal.
+    Failed,
+}
+
+impl Phase {
+    /// True for phases the operator never leaves.
+    pub fn is_terminal(self) -> bool {
+        matches!(self, Phase::Succeeded | Phase::Failed)
+    }
+}
+
+/// The retry state of a job, written only by the operator.
+#[derive(JsonSchema, Deserialize, Serialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct PendingJobStatus {
+    /// Pending, Retrying, Succeeded or Failed.
+    #[serde(default)]
+    pub phase: Phase,
+    /// Calls made to the target so far.
+    #[serde(default)]
+    pub attempts: i32,
+    /// Failed attempts that were scheduled for a retry.
+    #[serde(default)]
+    pub retry_count: i32,
+    /// When the next attempt is due (RFC 3339, UTC). Unset when none is scheduled.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_retry_time: Option<Time>,
+    /// When the last attempt was made.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_attempt_time: Option<Time>,
+    /// HTTP status code of the last response; unset when no response came back.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_status_code: Option<i32>,
+    /// Why the last attempt failed, truncated to 512 bytes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<String>,
+    /// When the job reached Succeeded or Failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub completion_time: Option<Time>,
+    /// `Succeeded` and `Failed` conditions, for `kubectl wait`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub conditions: Vec<Condition>,
+    /// The spec generation this status was computed from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+}
+
+fn default_timeout_seconds() -> i32 {
+    10
+}
+fn default_initial_delay() -> i32 {
+    2
+}
+fn default_max_delay() -> i32 {
+    300
+}
+fn default_multiplier() -> i32 {
+    2
+}
+
+/// Schema of `spec.target.headers`: bounded, so its CEL rule has a bounded
+/// cost, and free of the headers the operator owns.
+fn headers_schema(_: &mut SchemaGenerator) -> Schema {
+    json_schema!({
+        "description": "Extra request headers. Plain values only: do not put secrets here. Content-Type and Idempotency-Key are set by the operator.",
+        "type": "object",
+        "maxProperties": 32,
+        "additionalProperties": { "type": "string", "maxLength": 4096 },
+        "x-kubernetes-validations": [{
+            "rule": "self.all(k, size(k) <= 256 && k.matches('^[A-Za-z0-9!#$%&*+.^_|~-]+$') && !(k.lowerAscii() in ['idempotency-key', 'content-type', 'content-length', 'host']))",
+            "message": "header names must be HTTP tokens of at most 256 characters, and not Idempotency-Key, Content-Type, Content-Length or Host, which the operator sets",
+        }],
+    })
+}
+
+/// Schema of `spec.payload`: any JSON value, kept as it is by the API server.
+fn any_json(_: &mut SchemaGenerator) -> Schema {
+    json_schema!({
+        "description": "The JSON document sent as the request body (Content-Type: application/json). Any JSON value; at most 256 KiB. Omit it to send no body.",
+        "x-kubernetes-preserve-unknown-fields": true,
+    })
+}
+
+/// The CRD as served to the API server.
+///
+/// Compared with what kube-derive generates, it also defaults `status` to
+/// `{phase: Pending}`: the API server applies that default when it reads an
+/// object without a status, so a new job shows `Pending` before any write.
+pub fn crd()
+-> k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition {
+    let mut crd = PendingJob::crd();
+    for version in &mut crd.spec.versions {
+        let status = version
+            .schema
+            .as_mut()
+            .and_then(|s| s.open_api_v3_schema.as_mut())
+            .and_then(|s| s.properties.as_mut())
+            .and_then(|p| p.get_mut("status"));
+        if let Some(status) = status {
+            status.default = Some(
+                k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::JSON(
+                    serde_json::json!({ "phase": "Pending" }),
+                ),
+            );
+        }
+    }
+    crd
+}
+
+/// The CRD as YAML, as checked in at `crds/pendingjob.yaml`.
+pub fn crd_yaml() -> Result<String, serde_yaml::Error> {
+    serde_yaml::to_string(&crd())
+}

@@ -1,0 +1,418 @@
+//! A job's life as pure functions of its status and the clock: what to do
+//! now ([`decide`]) and what an attempt's outcome makes of the status
+//! ([`record`]). No I/O here, so every rule is table-tested.
+
+use std::time::Duration;
+
+use jiff::{SignedDuration, Timestamp};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+
+use crate::backoff;
+use crate::crd::{MAX_ERROR_BYTES, PendingJobStatus, Phase, RetryPolicy};
+
+/// Condition type set to True when the target accepted the call.
+pub const SUCCEEDED: &str = "Succeeded";
+/// Condition type set to True when the job was given up.
+pub const FAILED: &str = "Failed";
+
+/// What the controller should do with a job right now.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Decision {
+    /// Call the target now.
+    Attempt,
+    /// Nothing to do until this much time has passed.
+    Wait(Duration),
+    /// Succeeded or Failed: never call again.
+    Finished,
+}
+
+/// Decides from the recorded status alone, so a restarted operator (or one
+/// woken by an unrelated watch event) neither resets nor hastens the schedule.
+pub fn decide(status: &PendingJobStatus, now: Timestamp) -> Decision {
+    if status.phase.is_terminal() {
+        return Decision::Finished;
+    }
+    match &status.next_retry_time {
+        Some(Time(due)) if *due > now => {
+            Decision::Wait(Duration::try_from(now.duration_until(*due)).unwrap_or_default())
+        }
+        _ => Decision::Attempt,
+    }
+}
+
+/// The result of one call to the target, as far as the job is concerned.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Outcome {
+    /// A 2xx response.
+    Delivered {
+        /// The HTTP status code.
+        code: u16,
+    },
+    /// Worth retrying: no response, a timeout, 408, 429 or 5xx.
+    Retryable {
+        /// The HTTP status code, when a response came back.
+        code: Option<u16>,
+        /// What went wrong.
+        error: String,
+        /// The delay the target asked for with `Retry-After`.
+        retry_after: Option<Duration>,
+    },
+    /// Not worth retrying: any other 4xx, a redirect, or a call that cannot be built.
+    Rejected {
+        /// The HTTP status code, when a response came back.
+        code: Option<u16>,
+        /// What went wrong.
+        error: String,
+    },
+}
+
+/// Everything [`record`] needs to know about the attempt besides its outcome.
+#[derive(Clone, Copy, Debug)]
+pub struct Attempt<'a> {
+    /// The job's retry policy.
+    pub policy: &'a RetryPolicy,
+    /// `metadata.generation` of the job that was attempted.
+    pub generation: Option<i64>,
+    /// When the call started.
+    pub started: Timestamp,
+    /// When the outcome was known.
+    pub finished: Timestamp,
+    /// A number in [0, 1) for jitter (see [`backoff::jitter_unit`]).
+    pub jitter_unit: f64,
+}
+
+/// The status after an attempt with `outcome`, given the status before it.
+pub fn record(
+    prev: &PendingJobStatus,
+    attempt: &Attempt<'_>,
+    outcome: &Outcome,
+) -> PendingJobStatus {
+    let attempts = prev.attempts.saturating_add(1);
+    let mut next = PendingJobStatus {
+        phase: prev.phase,
+        attempts,
+        retry_count: prev.retry_count,
+        next_retry_time: None,
+        last_attempt_time: Some(Time(attempt.started)),
+        last_status_code: None,
+        last_error: None,
+        completion_time: None,
+        conditions: prev.conditions.clone(),
+        observed_generation: attempt.generation,
+    };
+    let finished = attempt.finished;
+    match outcome {
+        Outcome::Delivered { code } => {
+            next.phase = Phase::Succeeded;
+            next.last_status_code = Some(i32::from(*code));
+            next.completion_time = Some(Time(finished));
+            let message = format!("the target answered HTTP {code} on attempt {attempts}");
+            set_condition(&mut next, SUCCEEDED, true, "Delivered", &message, finished);
+            remove_condition(&mut next, FAILED);
+        }
+        Outcome::Rejected { code, error } => {
+            next.last_status_code = code.map(i32::from);
+            next.last_error = Some(truncate(error, MAX_ERROR_BYTES));
+            give_up(
+                &mut next,
+                "Rejected",
+                &format!("permanent error on attempt {attempts}: {error}"),
+                finished,
+            );
+        }
+        Outcome::Retryable { code, error, .. }
+            if attempt
+                .policy
+                .max_attempts
+                .is_some_and(|max| attempts >= max) =>
+        {
+            next.last_status_code = code.map(i32::from);
+            next.last_error = Some(truncate(error, MAX_ERROR_BYTES));
+            let message =
+                format!("gave up after {attempts} attempts; the last failed with: {error}");
+            give_up(&mut next, "MaxAttemptsReached", &message, finished);
+        }
+        Outcome::Retryable {
+            code,
+            error,
+            retry_after,
+        } => {
+            let failures = prev.retry_count.saturating_add(1);
+            let delay =
+                backoff::retry_delay(attempt.policy, failures, *retry_after, attempt.jitter_unit);
+            let due = ceil_to_second(
+                finished
+                    .saturating_add(SignedDuration::try_from(delay).unwrap_or(SignedDuration::MAX))
+                    .unwrap_or(Timestamp::MAX),
+            );
+            next.phase = Phase::Retrying;
+            next.retry_count = failures;
+            next.next_retry_time = Some(Time(due));
+            next.last_status_code = code.map(i32::from);
+            next.last_error = Some(truncate(error, MAX_ERROR_BYTES));
+            let message =
+                format!("attempt {attempts} failed: {error}; retry {failures} is due at {due}");
+            set_condition(&mut next, SUCCEEDED, false, "Retrying", &message, finished);
+        }
+    }
+    next
+}
+
+fn give_up(status: &mut PendingJobStatus, reason: &str, message: &str, now: Timestamp) {
+    status.phase = Phase::Failed;
+    status.completion_time = Some(Time(now));
+    set_condition(status, FAILED, true, reason, message, now);
+    set_condition(status, SUCCEEDED, false, reason, message, now);
+}
+
+/// Sets a condition, keeping `lastTransitionTime` when its status is unchanged.
+fn set_condition(
+    status: &mut PendingJobStatus,
+    type_: &str,
+    value: bool,
+    reason: &str,
+    message: &str,
+    now: Timestamp,
+) {
+    let value = if value { "True" } else { "False" };
+    let transitioned = status
+        .conditions
+        .iter()
+        .find(|c| c.type_ == type_ && c.status == value)
+        .map_or(Time(now), |c| c.last_transition_time.clone());
+    remove_condition(status, type_);
+    status.conditions.push(Condition {
+        type_: type_.to_owned(),
+        status: value.to_owned(),
+        reason: reason.to_owned(),
+        message: truncate(message, MAX_ERROR_BYTES * 2),
+        last_transition_time: transitioned,
+        observed_generation: status.observed_generation,
+    });
+    status.conditions.sort_by(|a, b| a.type_.cmp(&b.type_));
+}
+
+fn remove_condition(status: &mut PendingJobStatus, type_: &str) {
+    status.conditions.retain(|c| c.type_ != type_);
+}
+
+/// Rounds up to a whole second: status times are stored with second
+/// precision, and rounding down would let a retry start early.
+fn ceil_to_second(t: Timestamp) -> Timestamp {
+    if t.subsec_nanosecond() == 0 {
+        t
+    } else {
+        Timestamp::from_second(t.as_second().saturating_add(1)).unwrap_or(Timestamp::MAX)
+    }
+}
+
+/// Cuts `s` to at most `max` bytes on a character boundary, marking the cut.
+pub fn truncate(s: &str, max: usize) -> String {
+    if s.len() <= max {
+        return s.to_owned();
+    }
+    let mut end = max.saturating_sub(3);
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}...", &s[..end])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(second: i64) -> Timestamp {
+        Timestamp::from_second(1_800_000_000 + second).unwrap()
+    }
+
+    fn attempt_at(policy: &RetryPolicy, second: i64) -> Attempt<'_> {
+        Attempt {
+            policy,
+            generation: Some(1),
+            started: at(second),
+            finished: at(second) + SignedDuration::from_millis(40),
+            jitter_unit: 0.0,
+        }
+    }
+
+    fn unavailable() -> Outcome {
+        Outcome::Retryable {
+            code: Some(503),
+            error: "HTTP 503 Service Unavailable".into(),
+            retry_after: None,
+        }
+    }
+
+    fn condition<'a>(status: &'a PendingJobStatus, type_: &str) -> Option<&'a Condition> {
+        status.conditions.iter().find(|c| c.type_ == type_)
+    }
+
+    #[test]
+    fn decide_table() {
+        let waiting = |due: i64, phase| PendingJobStatus {
+            phase,
+            next_retry_time: Some(Time(at(due))),
+            ..PendingJobStatus::default()
+        };
+        let cases = [
+            (PendingJobStatus::default(), Decision::Attempt),
+            (
+                waiting(10, Phase::Retrying),
+                Decision::Wait(Duration::from_secs(10)),
+            ),
+            (waiting(0, Phase::Retrying), Decision::Attempt),
+            (waiting(-3, Phase::Retrying), Decision::Attempt),
+            (waiting(10, Phase::Succeeded), Decision::Finished),
+            (waiting(10, Phase::Failed), Decision::Finished),
+        ];
+        for (status, want) in cases {
+            assert_eq!(decide(&status, at(0)), want, "{status:?}");
+        }
+    }
+
+    #[test]
+    fn failures_follow_the_backoff_and_round_the_due_time_up() {
+        let policy = RetryPolicy::default();
+        let mut status = PendingJobStatus::default();
+        let mut clock = 0;
+        for (n, want_delay) in [(1, 2), (2, 4), (3, 8)] {
+            status = record(&status, &attempt_at(&policy, clock), &unavailable());
+            assert_eq!(status.phase, Phase::Retrying);
+            assert_eq!((status.attempts, status.retry_count), (n, n));
+            // Finished 40 ms after a whole second: due at the next whole second after the delay.
+            let due = status.next_retry_time.clone().unwrap().0;
+            assert_eq!(due, at(clock + want_delay + 1));
+            assert_eq!(status.last_status_code, Some(503));
+            assert_eq!(
+                decide(&status, at(clock + want_delay)),
+                Decision::Wait(Duration::from_secs(1))
+            );
+            clock = due.as_second() - 1_800_000_000;
+        }
+        let c = condition(&status, SUCCEEDED).unwrap();
+        assert_eq!(
+            (c.status.as_str(), c.reason.as_str()),
+            ("False", "Retrying")
+        );
+        assert_eq!(
+            c.last_transition_time,
+            Time(at(0) + SignedDuration::from_millis(40)),
+            "unchanged status keeps its transition time"
+        );
+    }
+
+    #[test]
+    fn success_is_terminal_and_clears_the_schedule() {
+        let policy = RetryPolicy::default();
+        let failed = record(
+            &PendingJobStatus::default(),
+            &attempt_at(&policy, 0),
+            &unavailable(),
+        );
+        let done = record(
+            &failed,
+            &attempt_at(&policy, 3),
+            &Outcome::Delivered { code: 201 },
+        );
+        assert_eq!(done.phase, Phase::Succeeded);
+        assert_eq!((done.attempts, done.retry_count), (2, 1));
+        assert_eq!(done.next_retry_time, None);
+        assert_eq!(done.last_error, None);
+        assert_eq!(done.last_status_code, Some(201));
+        assert!(done.completion_time.is_some());
+        let c = condition(&done, SUCCEEDED).unwrap();
+        assert_eq!(
+            (c.status.as_str(), c.reason.as_str()),
+            ("True", "Delivered")
+        );
+        assert_eq!(decide(&done, at(100)), Decision::Finished);
+    }
+
+    #[test]
+    fn rejection_fails_at_once() {
+        let policy = RetryPolicy::default();
+        let outcome = Outcome::Rejected {
+            code: Some(404),
+            error: "HTTP 404 Not Found".into(),
+        };
+        let status = record(
+            &PendingJobStatus::default(),
+            &attempt_at(&policy, 0),
+            &outcome,
+        );
+        assert_eq!(status.phase, Phase::Failed);
+        assert_eq!((status.attempts, status.retry_count), (1, 0));
+        let c = condition(&status, FAILED).unwrap();
+        assert_eq!((c.status.as_str(), c.reason.as_str()), ("True", "Rejected"));
+        assert!(c.message.contains("404"), "{}", c.message);
+        assert_eq!(condition(&status, SUCCEEDED).unwrap().status, "False");
+        assert_eq!(decide(&status, at(100)), Decision::Finished);
+    }
+
+    #[test]
+    fn max_attempts_gives_up_on_the_last_failure() {
+        let policy = RetryPolicy {
+            max_attempts: Some(2),
+            ..RetryPolicy::default()
+        };
+        let first = record(
+            &PendingJobStatus::default(),
+            &attempt_at(&policy, 0),
+            &unavailable(),
+        );
+        assert_eq!(first.phase, Phase::Retrying);
+        let second = record(&first, &attempt_at(&policy, 3), &unavailable());
+        assert_eq!(second.phase, Phase::Failed);
+        assert_eq!(second.attempts, 2);
+        assert_eq!(second.next_retry_time, None);
+        let c = condition(&second, FAILED).unwrap();
+        assert_eq!(c.reason, "MaxAttemptsReached");
+        assert!(c.message.contains("503"), "{}", c.message);
+    }
+
+    #[test]
+    fn retry_after_sets_the_due_time() {
+        let policy = RetryPolicy::default();
+        let outcome = Outcome::Retryable {
+            code: Some(429),
+            error: "HTTP 429 Too Many Requests".into(),
+            retry_after: Some(Duration::from_secs(7)),
+        };
+        let status = record(
+            &PendingJobStatus::default(),
+            &attempt_at(&policy, 0),
+            &outcome,
+        );
+        assert_eq!(status.next_retry_time, Some(Time(at(8))));
+    }
+
+    #[test]
+    fn connection_errors_are_recorded_without_a_code() {
+        let outcome = Outcome::Retryable {
+            code: None,
+            error: "connection refused".into(),
+            retry_after: None,
+        };
+        let policy = RetryPolicy::default();
+        let status = record(
+            &PendingJobStatus::default(),
+            &attempt_at(&policy, 0),
+            &outcome,
+        );
+        assert_eq!(status.last_status_code, None);
+        assert_eq!(status.last_error.as_deref(), Some("connection refused"));
+    }
+
+    #[test]
+    fn truncate_respects_char_boundaries() {
+        assert_eq!(truncate("short", 10), "short");
+        assert_eq!(truncate("abcdefghij", 8), "abcde...");
+        let cut = truncate("ééééé", 6); // 2 bytes each
+        assert!(cut.len() <= 6 && cut.ends_with("..."), "{cut}");
+        assert_eq!(
+            truncate(&"x".repeat(2000), MAX_ERROR_BYTES).len(),
+            MAX_ERROR_BYTES
+        );
+    }
+}

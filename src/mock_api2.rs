@@ -1,0 +1,215 @@
+//! The seed article's flaky "API 2", as a real HTTP server with knobs.
+//!
+//! - `POST /api2/simulate`: the call jobs make. 200 when healthy; the failure
+//!   status (503 by default) while failing.
+//! - `POST /api2/toggle`: flips failure mode; answers `{"fail": bool}`.
+//! - `GET /api2/stats`: requests received, unique idempotency keys, count per
+//!   key, and the last requests with their arrival times.
+//! - `GET|PUT /api2/config`: read or change the knobs (fail, failFirst,
+//!   failStatus, retryAfterSeconds, latencyMs); `PUT` takes any subset.
+//!
+//! Every request to `/api2/simulate` is counted, whatever the answer.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::future::Future;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::{Deserialize, Serialize};
+use tokio::net::TcpListener;
+
+use crate::dispatch::IDEMPOTENCY_KEY;
+
+/// How many received requests `/api2/stats` remembers in detail.
+const REQUEST_LOG_LIMIT: usize = 10_000;
+
+/// The knobs; all can be set at start-up and changed at run time.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct Knobs {
+    /// Answer every call with `fail_status`.
+    pub fail: bool,
+    /// Answer this many of the next calls with `fail_status`, then behave as `fail` says.
+    pub fail_first: u32,
+    /// Status code of a failing answer.
+    pub fail_status: u16,
+    /// `Retry-After` (seconds) sent with failing answers.
+    pub retry_after_seconds: Option<u64>,
+    /// Delay before answering any call, in milliseconds.
+    pub latency_ms: u64,
+}
+
+impl Default for Knobs {
+    fn default() -> Self {
+        Self {
+            fail: false,
+            fail_first: 0,
+            fail_status: 503,
+            retry_after_seconds: None,
+            latency_ms: 0,
+        }
+    }
+}
+
+/// A partial update of [`Knobs`] for `PUT /api2/config`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct KnobsUpdate {
+    fail: Option<bool>,
+    fail_first: Option<u32>,
+    fail_status: Option<u16>,
+    retry_after_seconds: Option<Option<u64>>,
+    latency_ms: Option<u64>,
+}
+
+/// One request to `/api2/simulate`, as remembered.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct Received {
+    /// Its `Idempotency-Key`, if any.
+    pub key: Option<String>,
+    /// Arrival time, milliseconds since the Unix epoch.
+    pub at_ms: i64,
+    /// The status code answered.
+    pub status: u16,
+}
+
+/// What `GET /api2/stats` returns.
+#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct Stats {
+    /// Requests received by `/api2/simulate`.
+    pub total_requests: u64,
+    /// Distinct idempotency keys seen.
+    pub unique_keys: usize,
+    /// Requests per idempotency key.
+    pub per_key: BTreeMap<String, u64>,
+    /// The most recent requests, oldest first.
+    pub requests: VecDeque<Received>,
+}
+
+#[derive(Debug, Default)]
+struct Inner {
+    knobs: Knobs,
+    stats: Stats,
+}
+
+/// The server's shared state.
+#[derive(Clone, Debug, Default)]
+pub struct Api2 {
+    inner: Arc<Mutex<Inner>>,
+}
+
+impl Api2 {
+    /// A server starting with `knobs`.
+    pub fn new(knobs: Knobs) -> Self {
+        Self {
+            inner: Arc::new(Mutex::new(Inner {
+                knobs,
+                stats: Stats::default(),
+            })),
+        }
+    }
+
+    fn with<T>(&self, f: impl FnOnce(&mut Inner) -> T) -> T {
+        f(&mut self.inner.lock().unwrap_or_else(PoisonError::into_inner))
+    }
+
+    /// The HTTP routes.
+    pub fn router(self) -> Router {
+        Router::new()
+            .route("/api2/simulate", post(simulate))
+            .route("/api2/toggle", post(toggle))
+            .route("/api2/stats", get(stats))
+            .route("/api2/config", get(config).put(update_config))
+            .with_state(self)
+    }
+
+    /// Serves on `listener` until `shutdown` completes.
+    pub async fn serve(
+        self,
+        listener: TcpListener,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()> {
+        axum::serve(listener, self.router())
+            .with_graceful_shutdown(shutdown)
+            .await
+    }
+}
+
+async fn simulate(State(api): State<Api2>, headers: HeaderMap) -> Response {
+    let key = headers
+        .get(IDEMPOTENCY_KEY)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    let at_ms = jiff::Timestamp::now().as_millisecond();
+    let (knobs, failing) = api.with(|inner| {
+        let failing = inner.knobs.fail || inner.knobs.fail_first > 0;
+        inner.knobs.fail_first = inner.knobs.fail_first.saturating_sub(1);
+        let status = if failing {
+            inner.knobs.fail_status
+        } else {
+            200
+        };
+        let stats = &mut inner.stats;
+        stats.total_requests += 1;
+        if let Some(key) = &key {
+            *stats.per_key.entry(key.clone()).or_default() += 1;
+        }
+        stats.unique_keys = stats.per_key.len();
+        if stats.requests.len() == REQUEST_LOG_LIMIT {
+            stats.requests.pop_front();
+        }
+        stats.requests.push_back(Received { key, at_ms, status });
+        (inner.knobs.clone(), failing)
+    });
+    if knobs.latency_ms > 0 {
+        tokio::time::sleep(Duration::from_millis(knobs.latency_ms)).await;
+    }
+    if !failing {
+        return (StatusCode::OK, "API 2 processed payload").into_response();
+    }
+    let status = StatusCode::from_u16(knobs.fail_status).unwrap_or(StatusCode::SERVICE_UNAVAILABLE);
+    let mut response = (status, "API 2 is down").into_response();
+    if let Some(seconds) = knobs.retry_after_seconds {
+        response
+            .headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+    }
+    response
+}
+
+async fn toggle(State(api): State<Api2>) -> Json<serde_json::Value> {
+    let fail = api.with(|inner| {
+        inner.knobs.fail = !inner.knobs.fail;
+        inner.knobs.fail
+    });
+    Json(serde_json::json!({ "fail": fail }))
+}
+
+async fn stats(State(api): State<Api2>) -> Json<Stats> {
+    Json(api.with(|inner| inner.stats.clone()))
+}
+
+async fn config(State(api): State<Api2>) -> Json<Knobs> {
+    Json(api.with(|inner| inner.knobs.clone()))
+}
+
+async fn update_config(State(api): State<Api2>, Json(update): Json<KnobsUpdate>) -> Json<Knobs> {
+    Json(api.with(|inner| {
+        let knobs = &mut inner.knobs;
+        knobs.fail = update.fail.unwrap_or(knobs.fail);
+        knobs.fail_first = update.fail_first.unwrap_or(knobs.fail_first);
+        knobs.fail_status = update.fail_status.unwrap_or(knobs.fail_status);
+        knobs.retry_after_seconds = update
+            .retry_after_seconds
+            .unwrap_or(knobs.retry_after_seconds);
+        knobs.latency_ms = update.latency_ms.unwrap_or(knobs.latency_ms);
+        knobs.clone()
+    }))
+}
