@@ -4,7 +4,11 @@ CACHE ?= $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/pendingjob-operator
 # Build outputs live outside the repo so fresh clones (CI) reuse them.
 export CARGO_TARGET_DIR ?= $(CACHE)/target
 
-.PHONY: test cluster-up cluster-down cluster-env cluster-build
+.PHONY: test demo crds cluster-up cluster-down cluster-env cluster-build
+
+## demo: the seed's scenario end to end on a local control plane
+demo:
+	hack/demo.sh
 
 ## test: fmt, clippy, unit and integration tests against a real kube-apiserver
 test:
@@ -25,3 +29,7 @@ cluster-env:
 ## cluster-build: build the pinned etcd, kube-apiserver and kubectl only
 cluster-build:
 	hack/cluster.sh build
+
+## crds: regenerate crds/pendingjob.yaml from the Rust types
+crds:
+	cargo run --quiet --bin pendingjob-operator -- crd > crds/pendingjob.yaml

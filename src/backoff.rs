@@ -37,12 +37,7 @@ pub fn jittered(delay: Duration, jitter: Jitter, unit: f64) -> Duration {
 
 /// The delay to wait after the `failures`-th failed attempt: backoff, jitter,
 /// and the target's `Retry-After`, which may raise the delay up to the cap.
-pub fn retry_delay(
-    policy: &RetryPolicy,
-    failures: i32,
-    retry_after: Option<Duration>,
-    unit: f64,
-) -> Duration {
+pub fn retry_delay(policy: &RetryPolicy, failures: i32, retry_after: Option<Duration>, unit: f64) -> Duration {
     let delay = jittered(next_delay(policy, failures), policy.jitter, unit);
     let cap = Duration::from_secs(u64::from(policy.max_delay_seconds.max(1).unsigned_abs()));
     match retry_after {
@@ -100,10 +95,7 @@ mod tests {
         ];
         for (initial, max, multiplier, failures, want) in cases {
             let got = next_delay(&policy(initial, max, multiplier), failures).as_secs();
-            assert_eq!(
-                got, want,
-                "initial={initial} max={max} x{multiplier} n={failures}"
-            );
+            assert_eq!(got, want, "initial={initial} max={max} x{multiplier} n={failures}");
         }
     }
 
@@ -132,19 +124,14 @@ mod tests {
             (Jitter::Full, 7.0, 8.0), // out-of-range unit is clamped
         ];
         for (jitter, unit, want) in cases {
-            assert_eq!(
-                jittered(d, jitter, unit).as_secs_f64(),
-                want,
-                "{jitter:?} unit={unit}"
-            );
+            assert_eq!(jittered(d, jitter, unit).as_secs_f64(), want, "{jitter:?} unit={unit}");
         }
     }
 
     #[test]
     fn retry_after_raises_the_delay_but_never_above_the_cap() {
         let p = policy(2, 30, 2);
-        let secs =
-            |d: Option<u64>, n| retry_delay(&p, n, d.map(Duration::from_secs), 0.0).as_secs();
+        let secs = |d: Option<u64>, n| retry_delay(&p, n, d.map(Duration::from_secs), 0.0).as_secs();
         assert_eq!(secs(None, 1), 2);
         assert_eq!(
             secs(Some(1), 1),

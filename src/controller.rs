@@ -14,7 +14,7 @@ use kube::api::{Patch, PatchParams};
 use kube::runtime::controller::{self, Action, Controller};
 use kube::runtime::watcher;
 use kube::{Api, Client, Resource, ResourceExt};
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 use crate::backoff;
 use crate::crd::{PendingJob, PendingJobStatus, Phase};
@@ -100,19 +100,16 @@ impl Context {
 /// record the outcome in one status write, and requeue for the next decision.
 pub async fn reconcile(job: Arc<PendingJob>, ctx: Arc<Context>) -> Result<Action, Error> {
     let uid = job.uid().ok_or(Error::MissingField("metadata.uid"))?;
-    let namespace = job
-        .namespace()
-        .ok_or(Error::MissingField("metadata.namespace"))?;
+    let namespace = job.namespace().ok_or(Error::MissingField("metadata.namespace"))?;
     let name = job.name_any();
     let status = job.status.clone().unwrap_or_default();
 
-    if ctx
-        .recorded_attempts(&uid)
-        .is_some_and(|n| status.attempts < n)
-    {
+    if ctx.recorded_attempts(&uid).is_some_and(|n| status.attempts < n) {
         return Ok(Action::requeue(STALE_REQUEUE));
     }
-    match lifecycle::decide(&status, Timestamp::now()) {
+    let decision = lifecycle::decide(&status, Timestamp::now());
+    debug!(%namespace, %name, ?decision, attempts = status.attempts, "decided");
+    match decision {
         Decision::Finished => {
             ctx.remember(&uid, &status);
             return Ok(Action::await_change());
@@ -156,23 +153,15 @@ pub async fn reconcile(job: Arc<PendingJob>, ctx: Arc<Context>) -> Result<Action
 }
 
 /// Server-side apply of the whole status; fields we leave out are removed.
-async fn write_status(
-    api: &Api<PendingJob>,
-    name: &str,
-    status: &PendingJobStatus,
-) -> Result<(), kube::Error> {
+async fn write_status(api: &Api<PendingJob>, name: &str, status: &PendingJobStatus) -> Result<(), kube::Error> {
     let patch = serde_json::json!({
         "apiVersion": PendingJob::api_version(&()),
         "kind": PendingJob::kind(&()),
         "status": status,
     });
-    api.patch_status(
-        name,
-        &PatchParams::apply(FIELD_MANAGER).force(),
-        &Patch::Apply(&patch),
-    )
-    .await
-    .map(|_| ())
+    api.patch_status(name, &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(&patch))
+        .await
+        .map(|_| ())
 }
 
 fn log_attempt(namespace: &str, name: &str, status: &PendingJobStatus, outcome: &Outcome) {

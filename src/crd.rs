@@ -10,7 +10,7 @@
 
 use std::collections::BTreeMap;
 
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, MicroTime, Time};
 use kube::{CustomResource, CustomResourceExt, KubeSchema};
 use schemars::{JsonSchema, Schema, SchemaGenerator, json_schema};
 use serde::{Deserialize, Serialize};
@@ -19,7 +19,7 @@ use serde::{Deserialize, Serialize};
 pub const GROUP: &str = "pendingjob.dev";
 /// Largest payload accepted at admission, in bytes, as rendered by CEL; it
 /// keeps a job far below etcd's ~1.5 MiB object limit.
-pub const MAX_PAYLOAD_BYTES: usize = 262_144;
+pub const MAX_PAYLOAD_BYTES: usize = 131_072;
 /// Longest `status.lastError` we store, in bytes.
 pub const MAX_ERROR_BYTES: usize = 512;
 
@@ -52,7 +52,7 @@ pub struct PendingJobSpec {
     /// Where and how to send the call.
     pub target: Target,
     /// The JSON document sent as the request body (`Content-Type: application/json`).
-    /// Any JSON value; at most 256 KiB. Omit it to send no body.
+    /// Any JSON value; at most 128 KiB. Omit it to send no body.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(schema_with = "any_json")]
     pub payload: Option<serde_json::Value>,
@@ -192,12 +192,12 @@ pub struct PendingJobStatus {
     /// Failed attempts that were scheduled for a retry.
     #[serde(default)]
     pub retry_count: i32,
-    /// When the next attempt is due (RFC 3339, UTC). Unset when none is scheduled.
+    /// When the next attempt is due (RFC 3339, UTC, microseconds). Unset when none is scheduled.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub next_retry_time: Option<Time>,
-    /// When the last attempt was made.
+    pub next_retry_time: Option<MicroTime>,
+    /// When the last attempt started (RFC 3339, UTC, microseconds).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub last_attempt_time: Option<Time>,
+    pub last_attempt_time: Option<MicroTime>,
     /// HTTP status code of the last response; unset when no response came back.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_status_code: Option<i32>,
@@ -246,7 +246,7 @@ fn headers_schema(_: &mut SchemaGenerator) -> Schema {
 /// Schema of `spec.payload`: any JSON value, kept as it is by the API server.
 fn any_json(_: &mut SchemaGenerator) -> Schema {
     json_schema!({
-        "description": "The JSON document sent as the request body (Content-Type: application/json). Any JSON value; at most 256 KiB. Omit it to send no body.",
+        "description": "The JSON document sent as the request body (Content-Type: application/json). Any JSON value; at most 128 KiB. Omit it to send no body.",
         "x-kubernetes-preserve-unknown-fields": true,
     })
 }
@@ -256,8 +256,7 @@ fn any_json(_: &mut SchemaGenerator) -> Schema {
 /// Compared with what kube-derive generates, it also defaults `status` to
 /// `{phase: Pending}`: the API server applies that default when it reads an
 /// object without a status, so a new job shows `Pending` before any write.
-pub fn crd()
--> k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition {
+pub fn crd() -> k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition {
     let mut crd = PendingJob::crd();
     for version in &mut crd.spec.versions {
         let status = version
@@ -280,4 +279,43 @@ pub fn crd()
 /// The CRD as YAML, as checked in at `crds/pendingjob.yaml`.
 pub fn crd_yaml() -> Result<String, serde_yaml::Error> {
     serde_yaml::to_string(&crd())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn checked_in(file: &str) -> String {
+        let path = format!("{}/crds/{file}", env!("CARGO_MANIFEST_DIR"));
+        std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("reading {path}: {e}"))
+    }
+
+    #[test]
+    fn checked_in_crd_matches_the_code() {
+        let generated = crd_yaml().expect("CRD renders as YAML");
+        assert!(
+            checked_in("pendingjob.yaml") == generated,
+            "crds/pendingjob.yaml has drifted from the Rust types; regenerate it with `make crds`"
+        );
+    }
+
+    #[test]
+    fn payload_policy_enforces_max_payload_bytes() {
+        let policy = checked_in("payload-limit.yaml");
+        assert!(
+            policy.contains(&format!("variables.payloadBytes <= {MAX_PAYLOAD_BYTES}\"")),
+            "{policy}"
+        );
+        assert!(
+            policy.contains(&format!("the limit is {MAX_PAYLOAD_BYTES}")),
+            "{policy}"
+        );
+    }
+
+    #[test]
+    fn status_defaults_to_pending_in_the_schema() {
+        let crd = serde_json::to_value(crd()).expect("CRD as JSON");
+        let status = &crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["status"];
+        assert_eq!(status["default"], serde_json::json!({"phase": "Pending"}));
+    }
 }

@@ -81,14 +81,11 @@ impl Dispatcher {
         };
         let mut headers = HeaderMap::new();
         for (name, value) in &target.headers {
-            let name = HeaderName::try_from(name.as_str())
-                .map_err(|e| format!("header name {name:?}: {e}"))?;
-            let value = HeaderValue::try_from(value.as_str())
-                .map_err(|e| format!("value of header {name}: {e}"))?;
+            let name = HeaderName::try_from(name.as_str()).map_err(|e| format!("header name {name:?}: {e}"))?;
+            let value = HeaderValue::try_from(value.as_str()).map_err(|e| format!("value of header {name}: {e}"))?;
             headers.insert(name, value);
         }
-        let key =
-            HeaderValue::try_from(uid).map_err(|e| format!("idempotency key {uid:?}: {e}"))?;
+        let key = HeaderValue::try_from(uid).map_err(|e| format!("idempotency key {uid:?}: {e}"))?;
         headers.insert(IDEMPOTENCY_KEY, key);
         let timeout = Duration::from_secs(u64::from(target.timeout_seconds.max(1).unsigned_abs()));
         let mut builder = self
@@ -97,8 +94,7 @@ impl Dispatcher {
             .headers(headers)
             .timeout(timeout);
         if let Some(payload) = &spec.payload {
-            let body =
-                serde_json::to_vec(payload).map_err(|e| format!("encoding the payload: {e}"))?;
+            let body = serde_json::to_vec(payload).map_err(|e| format!("encoding the payload: {e}"))?;
             builder = builder.header(CONTENT_TYPE, "application/json").body(body);
         }
         builder.build().map_err(|e| describe(&e))

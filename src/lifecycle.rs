@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use jiff::{SignedDuration, Timestamp};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, MicroTime, Time};
 
 use crate::backoff;
 use crate::crd::{MAX_ERROR_BYTES, PendingJobStatus, Phase, RetryPolicy};
@@ -33,7 +33,7 @@ pub fn decide(status: &PendingJobStatus, now: Timestamp) -> Decision {
         return Decision::Finished;
     }
     match &status.next_retry_time {
-        Some(Time(due)) if *due > now => {
+        Some(MicroTime(due)) if *due > now => {
             Decision::Wait(Duration::try_from(now.duration_until(*due)).unwrap_or_default())
         }
         _ => Decision::Attempt,
@@ -82,18 +82,14 @@ pub struct Attempt<'a> {
 }
 
 /// The status after an attempt with `outcome`, given the status before it.
-pub fn record(
-    prev: &PendingJobStatus,
-    attempt: &Attempt<'_>,
-    outcome: &Outcome,
-) -> PendingJobStatus {
+pub fn record(prev: &PendingJobStatus, attempt: &Attempt<'_>, outcome: &Outcome) -> PendingJobStatus {
     let attempts = prev.attempts.saturating_add(1);
     let mut next = PendingJobStatus {
         phase: prev.phase,
         attempts,
         retry_count: prev.retry_count,
         next_retry_time: None,
-        last_attempt_time: Some(Time(attempt.started)),
+        last_attempt_time: Some(MicroTime(ceil_to_micros(attempt.started))),
         last_status_code: None,
         last_error: None,
         completion_time: None,
@@ -120,16 +116,10 @@ pub fn record(
                 finished,
             );
         }
-        Outcome::Retryable { code, error, .. }
-            if attempt
-                .policy
-                .max_attempts
-                .is_some_and(|max| attempts >= max) =>
-        {
+        Outcome::Retryable { code, error, .. } if attempt.policy.max_attempts.is_some_and(|max| attempts >= max) => {
             next.last_status_code = code.map(i32::from);
             next.last_error = Some(truncate(error, MAX_ERROR_BYTES));
-            let message =
-                format!("gave up after {attempts} attempts; the last failed with: {error}");
+            let message = format!("gave up after {attempts} attempts; the last failed with: {error}");
             give_up(&mut next, "MaxAttemptsReached", &message, finished);
         }
         Outcome::Retryable {
@@ -138,20 +128,15 @@ pub fn record(
             retry_after,
         } => {
             let failures = prev.retry_count.saturating_add(1);
-            let delay =
-                backoff::retry_delay(attempt.policy, failures, *retry_after, attempt.jitter_unit);
-            let due = ceil_to_second(
-                finished
-                    .saturating_add(SignedDuration::try_from(delay).unwrap_or(SignedDuration::MAX))
-                    .unwrap_or(Timestamp::MAX),
-            );
+            let delay = backoff::retry_delay(attempt.policy, failures, *retry_after, attempt.jitter_unit);
+            let delay = SignedDuration::try_from(delay).unwrap_or(SignedDuration::MAX);
+            let due = ceil_to_micros(finished.saturating_add(delay).unwrap_or(Timestamp::MAX));
             next.phase = Phase::Retrying;
             next.retry_count = failures;
-            next.next_retry_time = Some(Time(due));
+            next.next_retry_time = Some(MicroTime(due));
             next.last_status_code = code.map(i32::from);
             next.last_error = Some(truncate(error, MAX_ERROR_BYTES));
-            let message =
-                format!("attempt {attempts} failed: {error}; retry {failures} is due at {due}");
+            let message = format!("attempt {attempts} failed: {error}; retry {failures} is due at {due}");
             set_condition(&mut next, SUCCEEDED, false, "Retrying", &message, finished);
         }
     }
@@ -166,14 +151,7 @@ fn give_up(status: &mut PendingJobStatus, reason: &str, message: &str, now: Time
 }
 
 /// Sets a condition, keeping `lastTransitionTime` when its status is unchanged.
-fn set_condition(
-    status: &mut PendingJobStatus,
-    type_: &str,
-    value: bool,
-    reason: &str,
-    message: &str,
-    now: Timestamp,
-) {
+fn set_condition(status: &mut PendingJobStatus, type_: &str, value: bool, reason: &str, message: &str, now: Timestamp) {
     let value = if value { "True" } else { "False" };
     let transitioned = status
         .conditions
@@ -196,14 +174,16 @@ fn remove_condition(status: &mut PendingJobStatus, type_: &str) {
     status.conditions.retain(|c| c.type_ != type_);
 }
 
-/// Rounds up to a whole second: status times are stored with second
-/// precision, and rounding down would let a retry start early.
-fn ceil_to_second(t: Timestamp) -> Timestamp {
-    if t.subsec_nanosecond() == 0 {
-        t
+/// Rounds up to a whole microsecond, the precision status times are stored
+/// with: rounding down would let a retry start (a little) early.
+fn ceil_to_micros(t: Timestamp) -> Timestamp {
+    let micros = t.as_microsecond();
+    let ceiled = if t.subsec_nanosecond() % 1_000 == 0 {
+        micros
     } else {
-        Timestamp::from_second(t.as_second().saturating_add(1)).unwrap_or(Timestamp::MAX)
-    }
+        micros.saturating_add(1)
+    };
+    Timestamp::from_microsecond(ceiled).unwrap_or(Timestamp::MAX)
 }
 
 /// Cuts `s` to at most `max` bytes on a character boundary, marking the cut.
@@ -252,15 +232,12 @@ mod tests {
     fn decide_table() {
         let waiting = |due: i64, phase| PendingJobStatus {
             phase,
-            next_retry_time: Some(Time(at(due))),
+            next_retry_time: Some(MicroTime(at(due))),
             ..PendingJobStatus::default()
         };
         let cases = [
             (PendingJobStatus::default(), Decision::Attempt),
-            (
-                waiting(10, Phase::Retrying),
-                Decision::Wait(Duration::from_secs(10)),
-            ),
+            (waiting(10, Phase::Retrying), Decision::Wait(Duration::from_secs(10))),
             (waiting(0, Phase::Retrying), Decision::Attempt),
             (waiting(-3, Phase::Retrying), Decision::Attempt),
             (waiting(10, Phase::Succeeded), Decision::Finished),
@@ -272,7 +249,7 @@ mod tests {
     }
 
     #[test]
-    fn failures_follow_the_backoff_and_round_the_due_time_up() {
+    fn failures_follow_the_backoff_from_when_the_attempt_finished() {
         let policy = RetryPolicy::default();
         let mut status = PendingJobStatus::default();
         let mut clock = 0;
@@ -280,21 +257,19 @@ mod tests {
             status = record(&status, &attempt_at(&policy, clock), &unavailable());
             assert_eq!(status.phase, Phase::Retrying);
             assert_eq!((status.attempts, status.retry_count), (n, n));
-            // Finished 40 ms after a whole second: due at the next whole second after the delay.
+            // The attempt finished 40 ms after it started.
             let due = status.next_retry_time.clone().unwrap().0;
-            assert_eq!(due, at(clock + want_delay + 1));
+            assert_eq!(due, at(clock + want_delay) + SignedDuration::from_millis(40));
             assert_eq!(status.last_status_code, Some(503));
             assert_eq!(
                 decide(&status, at(clock + want_delay)),
-                Decision::Wait(Duration::from_secs(1))
+                Decision::Wait(Duration::from_millis(40))
             );
-            clock = due.as_second() - 1_800_000_000;
+            assert_eq!(decide(&status, due), Decision::Attempt);
+            clock += want_delay + 1;
         }
         let c = condition(&status, SUCCEEDED).unwrap();
-        assert_eq!(
-            (c.status.as_str(), c.reason.as_str()),
-            ("False", "Retrying")
-        );
+        assert_eq!((c.status.as_str(), c.reason.as_str()), ("False", "Retrying"));
         assert_eq!(
             c.last_transition_time,
             Time(at(0) + SignedDuration::from_millis(40)),
@@ -305,16 +280,8 @@ mod tests {
     #[test]
     fn success_is_terminal_and_clears_the_schedule() {
         let policy = RetryPolicy::default();
-        let failed = record(
-            &PendingJobStatus::default(),
-            &attempt_at(&policy, 0),
-            &unavailable(),
-        );
-        let done = record(
-            &failed,
-            &attempt_at(&policy, 3),
-            &Outcome::Delivered { code: 201 },
-        );
+        let failed = record(&PendingJobStatus::default(), &attempt_at(&policy, 0), &unavailable());
+        let done = record(&failed, &attempt_at(&policy, 3), &Outcome::Delivered { code: 201 });
         assert_eq!(done.phase, Phase::Succeeded);
         assert_eq!((done.attempts, done.retry_count), (2, 1));
         assert_eq!(done.next_retry_time, None);
@@ -322,10 +289,7 @@ mod tests {
         assert_eq!(done.last_status_code, Some(201));
         assert!(done.completion_time.is_some());
         let c = condition(&done, SUCCEEDED).unwrap();
-        assert_eq!(
-            (c.status.as_str(), c.reason.as_str()),
-            ("True", "Delivered")
-        );
+        assert_eq!((c.status.as_str(), c.reason.as_str()), ("True", "Delivered"));
         assert_eq!(decide(&done, at(100)), Decision::Finished);
     }
 
@@ -336,11 +300,7 @@ mod tests {
             code: Some(404),
             error: "HTTP 404 Not Found".into(),
         };
-        let status = record(
-            &PendingJobStatus::default(),
-            &attempt_at(&policy, 0),
-            &outcome,
-        );
+        let status = record(&PendingJobStatus::default(), &attempt_at(&policy, 0), &outcome);
         assert_eq!(status.phase, Phase::Failed);
         assert_eq!((status.attempts, status.retry_count), (1, 0));
         let c = condition(&status, FAILED).unwrap();
@@ -356,11 +316,7 @@ mod tests {
             max_attempts: Some(2),
             ..RetryPolicy::default()
         };
-        let first = record(
-            &PendingJobStatus::default(),
-            &attempt_at(&policy, 0),
-            &unavailable(),
-        );
+        let first = record(&PendingJobStatus::default(), &attempt_at(&policy, 0), &unavailable());
         assert_eq!(first.phase, Phase::Retrying);
         let second = record(&first, &attempt_at(&policy, 3), &unavailable());
         assert_eq!(second.phase, Phase::Failed);
@@ -379,12 +335,11 @@ mod tests {
             error: "HTTP 429 Too Many Requests".into(),
             retry_after: Some(Duration::from_secs(7)),
         };
-        let status = record(
-            &PendingJobStatus::default(),
-            &attempt_at(&policy, 0),
-            &outcome,
+        let status = record(&PendingJobStatus::default(), &attempt_at(&policy, 0), &outcome);
+        assert_eq!(
+            status.next_retry_time,
+            Some(MicroTime(at(7) + SignedDuration::from_millis(40)))
         );
-        assert_eq!(status.next_retry_time, Some(Time(at(8))));
     }
 
     #[test]
@@ -395,13 +350,16 @@ mod tests {
             retry_after: None,
         };
         let policy = RetryPolicy::default();
-        let status = record(
-            &PendingJobStatus::default(),
-            &attempt_at(&policy, 0),
-            &outcome,
-        );
+        let status = record(&PendingJobStatus::default(), &attempt_at(&policy, 0), &outcome);
         assert_eq!(status.last_status_code, None);
         assert_eq!(status.last_error.as_deref(), Some("connection refused"));
+    }
+
+    #[test]
+    fn times_round_up_to_the_stored_microsecond() {
+        let t = at(0) + SignedDuration::from_nanos(1_500);
+        assert_eq!(ceil_to_micros(t), at(0) + SignedDuration::from_micros(2));
+        assert_eq!(ceil_to_micros(at(0)), at(0));
     }
 
     #[test]
@@ -410,9 +368,6 @@ mod tests {
         assert_eq!(truncate("abcdefghij", 8), "abcde...");
         let cut = truncate("ééééé", 6); // 2 bytes each
         assert!(cut.len() <= 6 && cut.ends_with("..."), "{cut}");
-        assert_eq!(
-            truncate(&"x".repeat(2000), MAX_ERROR_BYTES).len(),
-            MAX_ERROR_BYTES
-        );
+        assert_eq!(truncate(&"x".repeat(2000), MAX_ERROR_BYTES).len(), MAX_ERROR_BYTES);
     }
 }

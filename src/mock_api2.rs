@@ -89,6 +89,8 @@ pub struct Stats {
     pub unique_keys: usize,
     /// Requests per idempotency key.
     pub per_key: BTreeMap<String, u64>,
+    /// Most requests that were being answered at the same moment.
+    pub max_in_flight: u64,
     /// The most recent requests, oldest first.
     pub requests: VecDeque<Received>,
 }
@@ -97,6 +99,26 @@ pub struct Stats {
 struct Inner {
     knobs: Knobs,
     stats: Stats,
+    in_flight: u64,
+}
+
+/// Counts a request as in flight until dropped, even if the client hangs up.
+struct InFlight(Api2);
+
+impl InFlight {
+    fn enter(api: &Api2) -> Self {
+        api.with(|inner| {
+            inner.in_flight += 1;
+            inner.stats.max_in_flight = inner.stats.max_in_flight.max(inner.in_flight);
+        });
+        Self(api.clone())
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.with(|inner| inner.in_flight -= 1);
+    }
 }
 
 /// The server's shared state.
@@ -112,6 +134,7 @@ impl Api2 {
             inner: Arc::new(Mutex::new(Inner {
                 knobs,
                 stats: Stats::default(),
+                in_flight: 0,
             })),
         }
     }
@@ -143,6 +166,7 @@ impl Api2 {
 }
 
 async fn simulate(State(api): State<Api2>, headers: HeaderMap) -> Response {
+    let _in_flight = InFlight::enter(&api);
     let key = headers
         .get(IDEMPOTENCY_KEY)
         .and_then(|v| v.to_str().ok())
@@ -151,11 +175,7 @@ async fn simulate(State(api): State<Api2>, headers: HeaderMap) -> Response {
     let (knobs, failing) = api.with(|inner| {
         let failing = inner.knobs.fail || inner.knobs.fail_first > 0;
         inner.knobs.fail_first = inner.knobs.fail_first.saturating_sub(1);
-        let status = if failing {
-            inner.knobs.fail_status
-        } else {
-            200
-        };
+        let status = if failing { inner.knobs.fail_status } else { 200 };
         let stats = &mut inner.stats;
         stats.total_requests += 1;
         if let Some(key) = &key {
@@ -206,9 +226,7 @@ async fn update_config(State(api): State<Api2>, Json(update): Json<KnobsUpdate>)
         knobs.fail = update.fail.unwrap_or(knobs.fail);
         knobs.fail_first = update.fail_first.unwrap_or(knobs.fail_first);
         knobs.fail_status = update.fail_status.unwrap_or(knobs.fail_status);
-        knobs.retry_after_seconds = update
-            .retry_after_seconds
-            .unwrap_or(knobs.retry_after_seconds);
+        knobs.retry_after_seconds = update.retry_after_seconds.unwrap_or(knobs.retry_after_seconds);
         knobs.latency_ms = update.latency_ms.unwrap_or(knobs.latency_ms);
         knobs.clone()
     }))

@@ -12,10 +12,7 @@ use crate::support::{TestEnv, kubectl, wait_until};
 #[tokio::test]
 async fn kubectl_sees_a_ready_plane_with_the_apis_we_use() {
     let ready = kubectl(&["get", "--raw", "/readyz"]);
-    assert!(
-        ready.status.success(),
-        "kubectl get --raw /readyz failed: {ready:?}"
-    );
+    assert!(ready.status.success(), "kubectl get --raw /readyz failed: {ready:?}");
     assert_eq!(String::from_utf8_lossy(&ready.stdout).trim(), "ok");
 
     let resources = kubectl(&["api-resources", "--output", "name"]);
@@ -44,10 +41,7 @@ async fn rbac_denies_a_service_account_without_roles() {
 
     // The admin can list pods here, so a denial below is about the identity.
     let admin_pods: Api<Pod> = env.api();
-    admin_pods
-        .list(&ListParams::default())
-        .await
-        .expect("admin lists pods");
+    admin_pods.list(&ListParams::default()).await.expect("admin lists pods");
 
     let token = env.service_account_token("nobody").await;
     let client = env.client_with_token(&token).await;
@@ -57,10 +51,7 @@ async fn rbac_denies_a_service_account_without_roles() {
             assert_eq!(status.code, 403, "expected Forbidden, got {status:?}");
             // Authenticated as the ServiceAccount (not anonymous, not 401)...
             let user = format!("system:serviceaccount:{}:nobody", env.namespace);
-            assert!(
-                status.message.contains(&user),
-                "denial names {user}: {status:?}"
-            );
+            assert!(status.message.contains(&user), "denial names {user}: {status:?}");
         }
         other => panic!("a ServiceAccount with no role listed pods: {other:?}"),
     }
@@ -73,26 +64,14 @@ async fn kubectl_auth_agrees_that_a_bare_service_account_is_denied() {
     let user = format!("system:serviceaccount:{}:bare", env.namespace);
 
     // The ServiceAccount becomes visible to the API before we ask about it.
-    wait_until(
-        "ServiceAccount bare to be listed",
-        Duration::from_secs(10),
-        || async {
-            let out = env.kubectl(&["get", "serviceaccount", "bare", "--output", "name"]);
-            out.status.success().then_some(())
-        },
-    )
+    wait_until("ServiceAccount bare to be listed", Duration::from_secs(10), || async {
+        let out = env.kubectl(&["get", "serviceaccount", "bare", "--output", "name"]);
+        out.status.success().then_some(())
+    })
     .await;
 
     let denied = env.kubectl(&["auth", "can-i", "list", "pods", "--as", &user]);
-    assert_eq!(
-        String::from_utf8_lossy(&denied.stdout).trim(),
-        "no",
-        "{denied:?}"
-    );
+    assert_eq!(String::from_utf8_lossy(&denied.stdout).trim(), "no", "{denied:?}");
     let allowed = env.kubectl(&["auth", "can-i", "list", "pods"]);
-    assert_eq!(
-        String::from_utf8_lossy(&allowed.stdout).trim(),
-        "yes",
-        "{allowed:?}"
-    );
+    assert_eq!(String::from_utf8_lossy(&allowed.stdout).trim(), "yes", "{allowed:?}");
 }

@@ -2,4 +2,6 @@
 //! `KUBECONFIG`; `make test` starts one on loopback and sets it.
 
 mod control_plane;
+mod operator;
 mod support;
+mod validation;

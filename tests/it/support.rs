@@ -118,9 +118,7 @@ pub fn kubectl(args: &[&str]) -> Output {
     Command::new(&program)
         .args(args)
         .output()
-        .unwrap_or_else(|e| {
-            panic!("running {program} {args:?}: {e} (run the tests through `make test`)")
-        })
+        .unwrap_or_else(|e| panic!("running {program} {args:?}: {e} (run the tests through `make test`)"))
 }
 
 /// Waits until `check` yields `Some`, re-checking every 100 ms, and panics
@@ -174,9 +172,197 @@ pub async fn admin_client() -> Client {
     let client = Client::try_from(config).expect("building a Kubernetes client");
     match tokio::time::timeout(CONNECT_TIMEOUT, client.apiserver_version()).await {
         Ok(Ok(_)) => client,
-        Ok(Err(e)) => panic!(
-            "the control plane at {server} did not answer: {e}. Is it running (`make cluster-up`)?"
-        ),
+        Ok(Err(e)) => panic!("the control plane at {server} did not answer: {e}. Is it running (`make cluster-up`)?"),
         Err(_) => panic!("the control plane at {server} did not answer within {CONNECT_TIMEOUT:?}"),
+    }
+}
+
+/// The root of the repository (for `crds/` and `examples/`).
+pub fn repo_path(relative: &str) -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(relative)
+}
+
+/// Installs `crds/` the way a user does (`kubectl apply --server-side -f crds/`)
+/// and waits for the CRD to be established. Idempotent; runs once per process.
+pub fn install_crds() {
+    static INSTALLED: std::sync::OnceLock<()> = std::sync::OnceLock::new();
+    INSTALLED.get_or_init(|| {
+        let crds = repo_path("crds");
+        let crds = crds.to_str().expect("utf-8 path");
+        let applied = kubectl(&["apply", "--server-side", "--force-conflicts", "-f", crds]);
+        assert!(applied.status.success(), "kubectl apply -f crds/ failed: {applied:?}");
+        let established = kubectl(&[
+            "wait",
+            "--for=condition=Established",
+            "crd/pendingjobs.pendingjob.dev",
+            "--timeout=30s",
+        ]);
+        assert!(established.status.success(), "CRD not established: {established:?}");
+    });
+}
+
+/// Runs `kubectl` with `stdin` as its standard input.
+pub fn kubectl_stdin(args: &[&str], stdin: &str) -> Output {
+    use std::io::Write as _;
+    let program = std::env::var("KUBECTL").unwrap_or_else(|_| "kubectl".to_owned());
+    let mut child = Command::new(&program)
+        .args(args)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("running {program}: {e}"));
+    child
+        .stdin
+        .take()
+        .expect("piped stdin")
+        .write_all(stdin.as_bytes())
+        .expect("writing kubectl's stdin");
+    child.wait_with_output().expect("waiting for kubectl")
+}
+
+/// A `mock-api2` process on a free loopback port, killed (by PID) on drop.
+pub struct MockApi2 {
+    child: std::process::Child,
+    /// Base URL, e.g. `http://127.0.0.1:40123`.
+    pub base: String,
+    http: reqwest::Client,
+}
+
+impl MockApi2 {
+    /// Starts the built `mock-api2` binary with extra `args`.
+    pub fn start(args: &[&str]) -> Self {
+        use std::io::BufRead as _;
+        let mut child = Command::new(env!("CARGO_BIN_EXE_mock-api2"))
+            .args(["--listen", "127.0.0.1:0"])
+            .args(args)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("starting mock-api2");
+        let mut line = String::new();
+        std::io::BufReader::new(child.stdout.take().expect("piped stdout"))
+            .read_line(&mut line)
+            .expect("reading mock-api2's first line");
+        let base = line
+            .split_whitespace()
+            .find(|w| w.starts_with("http://"))
+            .unwrap_or_else(|| panic!("mock-api2 did not report its address: {line:?}"))
+            .to_owned();
+        Self {
+            child,
+            base,
+            http: reqwest::Client::new(),
+        }
+    }
+
+    /// The URL jobs should call.
+    pub fn simulate_url(&self) -> String {
+        format!("{}/api2/simulate", self.base)
+    }
+
+    /// `GET /api2/stats`.
+    pub async fn stats(&self) -> pendingjob_operator::mock_api2::Stats {
+        self.http
+            .get(format!("{}/api2/stats", self.base))
+            .send()
+            .await
+            .and_then(reqwest::Response::error_for_status)
+            .expect("GET /api2/stats")
+            .json()
+            .await
+            .expect("stats JSON")
+    }
+
+    /// Calls made with idempotency key `key`.
+    pub async fn calls_for(&self, key: &str) -> u64 {
+        self.stats().await.per_key.get(key).copied().unwrap_or(0)
+    }
+
+    /// Arrival times (ms since the epoch) of the calls made with `key`.
+    pub async fn arrivals_for(&self, key: &str) -> Vec<i64> {
+        let stats = self.stats().await;
+        stats
+            .requests
+            .iter()
+            .filter(|r| r.key.as_deref() == Some(key))
+            .map(|r| r.at_ms)
+            .collect()
+    }
+
+    /// `POST /api2/toggle`; returns the new failure mode.
+    pub async fn toggle(&self) -> bool {
+        let answer: serde_json::Value = self
+            .http
+            .post(format!("{}/api2/toggle", self.base))
+            .send()
+            .await
+            .and_then(reqwest::Response::error_for_status)
+            .expect("POST /api2/toggle")
+            .json()
+            .await
+            .expect("toggle JSON");
+        answer["fail"].as_bool().expect("toggle answers {\"fail\": bool}")
+    }
+}
+
+impl Drop for MockApi2 {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A `pendingjob-operator` process watching one namespace, killed (by PID) on
+/// drop. Its log (with `decided` lines at debug) goes to a file.
+pub struct Operator {
+    child: std::process::Child,
+    /// Where its stderr goes.
+    pub log: std::path::PathBuf,
+}
+
+impl Operator {
+    /// Starts the built operator for `namespace` with extra `args`.
+    pub fn start(namespace: &str, args: &[&str]) -> Self {
+        let dir = std::env::temp_dir().join("pendingjob-it");
+        std::fs::create_dir_all(&dir).expect("creating the log directory");
+        let log = dir.join(format!("{}.log", unique_name(namespace)));
+        let file = std::fs::File::create(&log).expect("creating the operator log");
+        let child = Command::new(env!("CARGO_BIN_EXE_pendingjob-operator"))
+            .args(["run", "--namespace", namespace])
+            .args(args)
+            .env("RUST_LOG", "info,pendingjob_operator=debug")
+            .stdout(std::process::Stdio::null())
+            .stderr(file)
+            .spawn()
+            .expect("starting pendingjob-operator");
+        Self { child, log }
+    }
+
+    /// SIGKILL, and reap.
+    pub fn kill(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// The log so far.
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Lines of the log that mention job `name` and contain `needle`.
+    pub fn log_lines(&self, name: &str, needle: &str) -> usize {
+        let name = format!("name={name}");
+        self.log_text()
+            .lines()
+            .filter(|l| l.contains(&name) && l.contains(needle))
+            .count()
+    }
+}
+
+impl Drop for Operator {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }

@@ -1,0 +1,112 @@
+#!/usr/bin/env bash
+# `make demo`: the seed article's "Testing and Use Cases", end to end, on the
+# local control plane (or the cluster in KUBECONFIG):
+#   1. start API 2 (mock-api2) in failure mode, and the operator;
+#   2. apply the seed's { "name": "hello" } job from examples/;
+#   3. watch `kubectl get pendingjobs` as the delays grow: 2 s, 4 s, 8 s;
+#   4. flip API 2 back on and see the job Succeeded;
+#   5. clean up what the demo started.
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$ROOT"
+CLUSTER=hack/cluster.sh
+NAMESPACE=${DEMO_NAMESPACE:-pendingjob-demo}
+WORK=$(mktemp -d)
+
+say() { printf '\n\033[1m==> %s\033[0m\n' "$*"; }
+
+started_plane= api2_pid= operator_pid=
+cleanup() {
+	local rc=$?
+	say "cleaning up"
+	kubectl delete pendingjob hello --namespace "$NAMESPACE" --ignore-not-found --wait=false >/dev/null 2>&1 || true
+	for pid in $operator_pid $api2_pid; do
+		kill "$pid" 2>/dev/null && wait "$pid" 2>/dev/null || true
+	done
+	[[ -n $started_plane ]] && "$CLUSTER" down
+	rm -rf "$WORK"
+	exit "$rc"
+}
+trap cleanup EXIT
+
+say "building pendingjob-operator and mock-api2"
+cargo build --locked --bins
+BIN_DIR=${CARGO_TARGET_DIR:-target}/debug
+
+"$CLUSTER" build
+export PATH=$("$CLUSTER" bindir):$PATH
+if [[ -n ${KUBECONFIG:-} ]]; then
+	say "using the cluster in KUBECONFIG=$KUBECONFIG"
+elif "$CLUSTER" status; then
+	eval "$("$CLUSTER" env)"
+	say "using the running local control plane"
+else
+	say "starting a local control plane (kube-apiserver + etcd on 127.0.0.1)"
+	started_plane=1
+	"$CLUSTER" up
+	eval "$("$CLUSTER" env)"
+fi
+
+say "kubectl apply -f crds/   (the PendingJob CRD and its payload-size policy)"
+kubectl apply --server-side --force-conflicts -f crds/
+kubectl wait --for=condition=Established crd/pendingjobs.pendingjob.dev --timeout=30s
+kubectl create namespace "$NAMESPACE" --dry-run=client -o yaml | kubectl apply -f - >/dev/null
+
+say "starting API 2 (mock-api2) in failure mode"
+"$BIN_DIR/mock-api2" --listen 127.0.0.1:0 --fail >"$WORK/api2.out" 2>"$WORK/api2.log" &
+api2_pid=$!
+for _ in $(seq 1 100); do
+	grep -q 'listening on' "$WORK/api2.out" 2>/dev/null && break
+	sleep 0.1
+done
+API2=$(grep -o 'http://[0-9.:]*' "$WORK/api2.out" | head -n 1)
+[[ -n $API2 ]] || {
+	echo "mock-api2 did not start: $(cat "$WORK/api2.log")" >&2
+	exit 1
+}
+echo "API 2 listens on $API2 and answers 503 to every call"
+
+say "starting the operator (watching namespace $NAMESPACE)"
+"$BIN_DIR/pendingjob-operator" run --namespace "$NAMESPACE" >"$WORK/operator.log" 2>&1 &
+operator_pid=$!
+echo "operator pid $operator_pid; log: kept in $WORK/operator.log while the demo runs"
+
+say "kubectl apply -f examples/hello.yaml   (target set to $API2)"
+sed "s#http://127.0.0.1:8080#$API2#" examples/hello.yaml | kubectl apply --namespace "$NAMESPACE" -f -
+
+attempts() { kubectl get pendingjob hello --namespace "$NAMESPACE" -o jsonpath='{.status.attempts}'; }
+
+say "kubectl get pendingjobs, after each attempt: the delays grow 2 s, 4 s, 8 s"
+seen=-1
+deadline=$((SECONDS + 60))
+while :; do
+	n=$(attempts)
+	if [[ $n != "$seen" ]]; then
+		seen=$n
+		echo "--- $(date -u +%H:%M:%S)"
+		kubectl get pendingjobs --namespace "$NAMESPACE"
+	fi
+	((n >= 4)) && break
+	((SECONDS < deadline)) || {
+		echo "the job did not reach 4 attempts in 60 s; operator log:" >&2
+		cat "$WORK/operator.log" >&2
+		exit 1
+	}
+	sleep 0.2
+done
+kubectl get pendingjob hello --namespace "$NAMESPACE" \
+	-o jsonpath='last error: {.status.lastError}{"\n"}next retry: {.status.nextRetryTime}{"\n"}'
+
+say "POST $API2/api2/toggle   (API 2 is back)"
+curl -fsS -X POST "$API2/api2/toggle"
+echo
+
+say "kubectl wait --for=condition=Succeeded pendingjob/hello"
+kubectl wait --for=condition=Succeeded pendingjob/hello --namespace "$NAMESPACE" --timeout=60s
+kubectl get pendingjobs --namespace "$NAMESPACE"
+
+say "what API 2 saw (one idempotency key: the job's UID)"
+curl -fsS "$API2/api2/stats" | head -c 300
+echo
+say "demo complete"
