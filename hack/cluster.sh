@@ -108,7 +108,7 @@ build() {
 		return 0
 	fi
 	log "building Kubernetes $KUBE_VERSION (kube-apiserver, kubectl) and etcd $ETCD_VERSION into $BIN"
-	log "a cold build downloads the modules and compiles ~2000 packages; expect 10-20 minutes on 2 cores"
+	log "a cold build downloads the modules and compiles ~2000 packages; about 5 minutes on 2 cores"
 	local src=$K8S_DIR/src staging=$K8S_DIR/bin.partial
 	rm -rf "$staging"
 	mkdir -p "$staging"

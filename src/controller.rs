@@ -62,10 +62,7 @@ pub struct Settings {
 pub struct Context {
     client: Client,
     dispatcher: Dispatcher,
-    /// Attempts recorded by our last status write, per job UID. The watch cache
-    /// can lag behind our own write; a job whose cached status shows fewer
-    /// attempts is stale, and acting on it would call the target twice.
-    recorded: Mutex<HashMap<String, i32>>,
+    writes: OwnWrites,
 }
 
 impl Context {
@@ -74,25 +71,41 @@ impl Context {
         Self {
             client,
             dispatcher,
-            recorded: Mutex::new(HashMap::new()),
+            writes: OwnWrites::default(),
         }
     }
+}
 
-    fn recorded_attempts(&self, uid: &str) -> Option<i32> {
-        self.recorded
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .get(uid)
-            .copied()
+/// A job's namespace and name.
+type JobKey = (String, String);
+
+/// The attempt count of our last status write, per job.
+///
+/// The watch cache can lag behind our own write. A job whose cached status
+/// shows fewer attempts than we wrote is stale, and acting on it would call
+/// the target twice. An entry lives until the cache shows the job finished,
+/// or the job is deleted.
+#[derive(Debug, Default)]
+struct OwnWrites(Mutex<HashMap<JobKey, (String, i32)>>);
+
+impl OwnWrites {
+    fn map(&self) -> std::sync::MutexGuard<'_, HashMap<JobKey, (String, i32)>> {
+        self.0.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    fn remember(&self, uid: &str, status: &PendingJobStatus) {
-        let mut recorded = self.recorded.lock().unwrap_or_else(PoisonError::into_inner);
-        if status.phase.is_terminal() {
-            recorded.remove(uid);
-        } else {
-            recorded.insert(uid.to_owned(), status.attempts);
-        }
+    /// True when our own last write of this job (same UID) is newer than `status`.
+    fn is_stale(&self, job: &JobKey, uid: &str, status: &PendingJobStatus) -> bool {
+        self.map()
+            .get(job)
+            .is_some_and(|(written_uid, attempts)| written_uid == uid && status.attempts < *attempts)
+    }
+
+    fn remember(&self, job: JobKey, uid: &str, status: &PendingJobStatus) {
+        self.map().insert(job, (uid.to_owned(), status.attempts));
+    }
+
+    fn forget(&self, job: &JobKey) {
+        self.map().remove(job);
     }
 }
 
@@ -104,14 +117,15 @@ pub async fn reconcile(job: Arc<PendingJob>, ctx: Arc<Context>) -> Result<Action
     let name = job.name_any();
     let status = job.status.clone().unwrap_or_default();
 
-    if ctx.recorded_attempts(&uid).is_some_and(|n| status.attempts < n) {
+    let key = (namespace.clone(), name.clone());
+    if ctx.writes.is_stale(&key, &uid, &status) {
         return Ok(Action::requeue(STALE_REQUEUE));
     }
     let decision = lifecycle::decide(&status, Timestamp::now());
     debug!(%namespace, %name, ?decision, attempts = status.attempts, "decided");
     match decision {
         Decision::Finished => {
-            ctx.remember(&uid, &status);
+            ctx.writes.forget(&key);
             return Ok(Action::await_change());
         }
         Decision::Wait(remaining) => return Ok(Action::requeue(remaining)),
@@ -143,7 +157,7 @@ pub async fn reconcile(job: Arc<PendingJob>, ctx: Arc<Context>) -> Result<Action
             });
         }
     }
-    ctx.remember(&uid, &next);
+    ctx.writes.remember(key, &uid, &next);
 
     Ok(match lifecycle::decide(&next, Timestamp::now()) {
         Decision::Wait(remaining) => Action::requeue(remaining),
@@ -203,13 +217,49 @@ pub async fn run(client: Client, dispatcher: Dispatcher, settings: Settings) -> 
     Controller::new(api, watcher::Config::default())
         .with_config(config)
         .shutdown_on_signal()
-        .run(reconcile, error_policy, ctx)
-        .for_each(|result| async move {
-            if let Err(error) = result {
-                warn!(%error, "controller");
+        .run(reconcile, error_policy, ctx.clone())
+        .for_each(|result| {
+            match result {
+                Ok(_) => {}
+                // A requeue for a job deleted meanwhile: nothing left to do.
+                Err(controller::Error::ObjectNotFound(job)) => {
+                    debug!(%job, "job deleted before its requeue");
+                    ctx.writes
+                        .forget(&(job.namespace.clone().unwrap_or_default(), job.name.clone()));
+                }
+                Err(error) => warn!(%error, "controller"),
             }
+            std::future::ready(())
         })
         .await;
     info!("controller stopped");
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn status(attempts: i32) -> PendingJobStatus {
+        PendingJobStatus {
+            attempts,
+            ..PendingJobStatus::default()
+        }
+    }
+
+    #[test]
+    fn a_cached_status_older_than_our_write_is_stale() {
+        let writes = OwnWrites::default();
+        let job = ("ns".to_owned(), "job".to_owned());
+        assert!(!writes.is_stale(&job, "uid-1", &status(0)), "nothing written yet");
+        writes.remember(job.clone(), "uid-1", &status(3));
+        assert!(writes.is_stale(&job, "uid-1", &status(2)));
+        assert!(!writes.is_stale(&job, "uid-1", &status(3)), "the cache caught up");
+        assert!(
+            !writes.is_stale(&job, "uid-2", &status(0)),
+            "a new job under the same name"
+        );
+        writes.forget(&job);
+        assert!(!writes.is_stale(&job, "uid-1", &status(2)));
+    }
 }
