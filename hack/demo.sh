@@ -68,7 +68,7 @@ API2=$(grep -o 'http://[0-9.:]*' "$WORK/api2.out" | head -n 1)
 echo "API 2 listens on $API2 and answers 503 to every call"
 
 say "starting the operator (watching namespace $NAMESPACE)"
-"$BIN_DIR/pendingjob-operator" run --namespace "$NAMESPACE" >"$WORK/operator.log" 2>&1 &
+"$BIN_DIR/pendingjob-operator" run --namespace "$NAMESPACE" --admin-listen 127.0.0.1:0 >"$WORK/operator.log" 2>&1 &
 operator_pid=$!
 echo "operator pid $operator_pid; log: kept in $WORK/operator.log while the demo runs"
 

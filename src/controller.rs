@@ -8,18 +8,23 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use futures::StreamExt;
+use futures::{Stream, StreamExt};
 use jiff::Timestamp;
-use kube::api::{Patch, PatchParams};
+use kube::api::{ListParams, Patch, PatchParams};
 use kube::runtime::controller::{self, Action, Controller};
+use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::runtime::watcher;
 use kube::{Api, Client, Resource, ResourceExt};
+use tokio::sync::watch;
 use tracing::{debug, info, warn};
 
+use crate::admin::Admin;
 use crate::backoff;
 use crate::crd::{PendingJob, PendingJobStatus, Phase};
 use crate::dispatch::Dispatcher;
+use crate::leader::{Leadership, LeaseSettings};
 use crate::lifecycle::{self, Attempt, Decision, Outcome};
+use crate::metrics::Metrics;
 
 /// Field manager of the operator's server-side-apply status writes.
 pub const FIELD_MANAGER: &str = "pendingjob-operator";
@@ -27,6 +32,10 @@ pub const FIELD_MANAGER: &str = "pendingjob-operator";
 const ERROR_REQUEUE: Duration = Duration::from_secs(5);
 /// Requeue delay while the watch cache has not yet caught up with our own write.
 const STALE_REQUEUE: Duration = Duration::from_millis(500);
+/// How often to retry listing PendingJobs at start-up (no CRD yet, API down).
+const STARTUP_RETRY: Duration = Duration::from_secs(5);
+/// How long to wait for the Lease to be released on exit.
+const LEASE_RELEASE_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Infrastructure trouble; a target's failures are never an `Error`.
 #[derive(Debug, thiserror::Error)]
@@ -44,9 +53,9 @@ pub enum Error {
         /// The API error.
         source: kube::Error,
     },
-    /// The CRD is not installed, or the API server cannot be reached.
-    #[error("listing PendingJobs (is the CRD installed? `kubectl apply -f crds/`): {0}")]
-    Startup(#[source] kube::Error),
+    /// Joining the leader election failed.
+    #[error("joining the leader election: {0}")]
+    Lease(#[from] kube_lease_manager::LeaseManagerError),
 }
 
 /// What `run` needs to know.
@@ -56,6 +65,12 @@ pub struct Settings {
     pub namespace: Option<String>,
     /// Most reconciles (and so HTTP calls) in flight at once.
     pub max_concurrent_dispatches: u16,
+    /// After SIGTERM, how long in-flight attempts may take to finish and be recorded.
+    pub shutdown_grace: Duration,
+    /// Leader election; `None` runs as the only instance.
+    pub lease: Option<LeaseSettings>,
+    /// This instance's name, in Events and the Lease.
+    pub identity: String,
 }
 
 /// Shared state of the reconciler.
@@ -63,17 +78,9 @@ pub struct Context {
     client: Client,
     dispatcher: Dispatcher,
     writes: OwnWrites,
-}
-
-impl Context {
-    /// A context for the reconciler.
-    pub fn new(client: Client, dispatcher: Dispatcher) -> Self {
-        Self {
-            client,
-            dispatcher,
-            writes: OwnWrites::default(),
-        }
-    }
+    metrics: Arc<Metrics>,
+    recorder: Recorder,
+    is_leader: watch::Receiver<bool>,
 }
 
 /// A job's namespace and name.
@@ -117,6 +124,11 @@ pub async fn reconcile(job: Arc<PendingJob>, ctx: Arc<Context>) -> Result<Action
     let name = job.name_any();
     let status = job.status.clone().unwrap_or_default();
 
+    // A standby keeps its cache warm but never dispatches; it is woken for
+    // every job when it becomes the leader.
+    if !*ctx.is_leader.borrow() {
+        return Ok(Action::await_change());
+    }
     let key = (namespace.clone(), name.clone());
     if ctx.writes.is_stale(&key, &uid, &status) {
         return Ok(Action::requeue(STALE_REQUEUE));
@@ -134,11 +146,14 @@ pub async fn reconcile(job: Arc<PendingJob>, ctx: Arc<Context>) -> Result<Action
 
     let started = Timestamp::now();
     let outcome = ctx.dispatcher.attempt(&job.spec, &uid).await;
+    let finished = Timestamp::now();
+    ctx.metrics
+        .observe_attempt(&outcome, started.duration_until(finished).as_secs_f64());
     let attempt = Attempt {
         policy: &job.spec.retry_policy,
         generation: job.meta().generation,
         started,
-        finished: Timestamp::now(),
+        finished,
         jitter_unit: backoff::jitter_unit(&uid, status.attempts),
     };
     let next = lifecycle::record(&status, &attempt, &outcome);
@@ -158,6 +173,7 @@ pub async fn reconcile(job: Arc<PendingJob>, ctx: Arc<Context>) -> Result<Action
         }
     }
     ctx.writes.remember(key, &uid, &next);
+    publish_event(&ctx.recorder, &job, &next).await;
 
     Ok(match lifecycle::decide(&next, Timestamp::now()) {
         Decision::Wait(remaining) => Action::requeue(remaining),
@@ -195,28 +211,108 @@ fn log_attempt(namespace: &str, name: &str, status: &PendingJobStatus, outcome: 
     }
 }
 
+/// One Event per attempt, so that `kubectl describe pendingjob` tells the
+/// story. Losing an Event is not worth failing the reconcile over.
+async fn publish_event(recorder: &Recorder, job: &PendingJob, status: &PendingJobStatus) {
+    let error = status.last_error.as_deref().unwrap_or_default();
+    let (type_, reason, note) = match status.phase {
+        Phase::Succeeded => (
+            EventType::Normal,
+            "Delivered",
+            format!(
+                "the target answered HTTP {} on attempt {}",
+                status.last_status_code.unwrap_or_default(),
+                status.attempts
+            ),
+        ),
+        Phase::Failed => (
+            EventType::Warning,
+            "GaveUp",
+            format!("gave up after attempt {}: {error}", status.attempts),
+        ),
+        Phase::Retrying | Phase::Pending => {
+            let due = status
+                .next_retry_time
+                .as_ref()
+                .map(|t| t.0.to_string())
+                .unwrap_or_default();
+            (
+                EventType::Warning,
+                "AttemptFailed",
+                format!("attempt {} failed: {error}; next retry at {due}", status.attempts),
+            )
+        }
+    };
+    let event = Event {
+        type_,
+        reason: reason.to_owned(),
+        note: Some(lifecycle::truncate(&note, 1024)),
+        action: "Dispatch".to_owned(),
+        secondary: None,
+    };
+    if let Err(error) = recorder.publish(&event, &job.object_ref(&())).await {
+        warn!(job = %job.name_any(), %error, "publishing an Event");
+    }
+}
+
 /// Kubernetes trouble: log it and try again shortly.
-pub fn error_policy(job: Arc<PendingJob>, error: &Error, _ctx: Arc<Context>) -> Action {
+pub fn error_policy(job: Arc<PendingJob>, error: &Error, ctx: Arc<Context>) -> Action {
     warn!(job = %job.name_any(), %error, "reconcile failed");
+    ctx.metrics.reconcile_errors.inc();
     Action::requeue(ERROR_REQUEUE)
 }
 
-/// Runs the controller until SIGTERM or Ctrl-C.
-pub async fn run(client: Client, dispatcher: Dispatcher, settings: Settings) -> Result<(), Error> {
+/// Runs the controller until `shutdown` turns true; then lets in-flight
+/// attempts finish and be recorded for at most `settings.shutdown_grace`, and
+/// releases the Lease.
+pub async fn run(
+    client: Client,
+    dispatcher: Dispatcher,
+    settings: Settings,
+    admin: Admin,
+    shutdown: watch::Receiver<bool>,
+) -> Result<(), Error> {
     let api: Api<PendingJob> = match &settings.namespace {
         Some(namespace) => Api::namespaced(client.clone(), namespace),
         None => Api::all(client.clone()),
     };
-    api.list(&kube::api::ListParams::default().limit(1))
-        .await
-        .map_err(Error::Startup)?;
+    if !wait_for_api(&api, shutdown.clone()).await {
+        return Ok(());
+    }
+    let leadership = match &settings.lease {
+        Some(lease) => Leadership::elect(client.clone(), lease).await?,
+        None => Leadership::always(),
+    };
+    tokio::spawn(report_leadership(leadership.is_leader.clone(), admin.metrics.clone()));
     info!(namespace = ?settings.namespace, concurrency = settings.max_concurrent_dispatches, "controller starting");
 
-    let ctx = Arc::new(Context::new(client, dispatcher));
+    let reporter = Reporter {
+        controller: FIELD_MANAGER.to_owned(),
+        instance: Some(settings.identity.clone()),
+    };
+    let ctx = Arc::new(Context {
+        recorder: Recorder::new(client.clone(), reporter),
+        client,
+        dispatcher,
+        writes: OwnWrites::default(),
+        metrics: admin.metrics.clone(),
+        is_leader: leadership.is_leader.clone(),
+    });
     let config = controller::Config::default().concurrency(settings.max_concurrent_dispatches);
-    Controller::new(api, watcher::Config::default())
-        .with_config(config)
-        .shutdown_on_signal()
+    let controller = Controller::new(api, watcher::Config::default()).with_config(config);
+    let store = controller.store();
+    admin.set_store(store.clone());
+    let readiness = admin.clone();
+    tokio::spawn(async move {
+        if store.wait_until_ready().await.is_ok() {
+            readiness.set_ready(true);
+        }
+    });
+
+    let stopping = signalled(shutdown.clone());
+    let controller = controller
+        .reconcile_all_on(leadership_gained(leadership.is_leader.clone()))
+        .graceful_shutdown_on(stopping)
         .run(reconcile, error_policy, ctx.clone())
         .for_each(|result| {
             match result {
@@ -230,10 +326,71 @@ pub async fn run(client: Client, dispatcher: Dispatcher, settings: Settings) -> 
                 Err(error) => warn!(%error, "controller"),
             }
             std::future::ready(())
-        })
-        .await;
-    info!("controller stopped");
+        });
+    let grace = settings.shutdown_grace;
+    let grace_elapsed = async {
+        signalled(shutdown.clone()).await;
+        admin.set_ready(false);
+        info!(?grace, "shutting down: no new attempts; waiting for in-flight ones");
+        tokio::time::sleep(grace).await;
+    };
+    tokio::select! {
+        () = controller => info!("controller stopped"),
+        () = grace_elapsed => warn!(?grace, "grace period over with attempts still in flight; they will be retried"),
+    }
+    admin.set_ready(false);
+    leadership.release(LEASE_RELEASE_TIMEOUT).await;
     Ok(())
+}
+
+/// Waits until PendingJobs can be listed (the CRD is installed and the API
+/// server answers). Returns false if `shutdown` came first.
+async fn wait_for_api(api: &Api<PendingJob>, shutdown: watch::Receiver<bool>) -> bool {
+    let stop = signalled(shutdown);
+    tokio::pin!(stop);
+    loop {
+        match api.list(&ListParams::default().limit(1)).await {
+            Ok(_) => return true,
+            Err(error) => warn!(
+                %error,
+                "cannot list PendingJobs (is the CRD installed? `kubectl apply --server-side -k crds/`); retrying"
+            ),
+        }
+        tokio::select! {
+            () = &mut stop => return false,
+            () = tokio::time::sleep(STARTUP_RETRY) => {}
+        }
+    }
+}
+
+/// Resolves once `shutdown` is true (or its sender is gone).
+async fn signalled(mut shutdown: watch::Receiver<bool>) {
+    let _ = shutdown.wait_for(|stop| *stop).await;
+}
+
+/// One item each time this instance becomes the leader.
+fn leadership_gained(is_leader: watch::Receiver<bool>) -> impl Stream<Item = ()> + Send {
+    futures::stream::unfold(is_leader, |mut is_leader| async move {
+        loop {
+            is_leader.changed().await.ok()?;
+            if *is_leader.borrow_and_update() {
+                return Some(((), is_leader));
+            }
+        }
+    })
+}
+
+/// Keeps the leader gauge and the log in step with the election.
+async fn report_leadership(mut is_leader: watch::Receiver<bool>, metrics: Arc<Metrics>) {
+    loop {
+        let leading = *is_leader.borrow_and_update();
+        metrics.leader.set(i64::from(leading));
+        info!(leader = leading, "leadership");
+        if is_leader.changed().await.is_err() {
+            metrics.leader.set(0);
+            return;
+        }
+    }
 }
 
 #[cfg(test)]

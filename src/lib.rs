@@ -6,13 +6,19 @@
 //! - [`lifecycle`] - what to do with a job now, and what an attempt makes of it; pure.
 //! - [`dispatch`] - one HTTP call to the target and what its response means.
 //! - [`controller`] - the reconciler wiring those together.
+//! - [`leader`] - leader election on a Lease.
+//! - [`metrics`] - Prometheus metrics.
+//! - [`admin`] - the `/healthz`, `/readyz` and `/metrics` server.
 //! - [`mock_api2`] - the flaky "API 2" used by the demo and the tests.
 //! - [`telemetry`] - logging.
 
+pub mod admin;
 pub mod backoff;
 pub mod controller;
 pub mod crd;
 pub mod dispatch;
+pub mod leader;
 pub mod lifecycle;
+pub mod metrics;
 pub mod mock_api2;
 pub mod telemetry;

@@ -1,13 +1,18 @@
 //! pendingjob-operator: `run` (the default) reconciles PendingJobs; `crd`
 //! prints the CustomResourceDefinition.
 
+use std::net::SocketAddr;
 use std::process::ExitCode;
+use std::time::Duration;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{ArgAction, Args, Parser, Subcommand};
+use pendingjob_operator::admin::Admin;
 use pendingjob_operator::controller::{self, Settings};
 use pendingjob_operator::crd;
 use pendingjob_operator::dispatch::Dispatcher;
+use pendingjob_operator::leader::LeaseSettings;
 use pendingjob_operator::telemetry::{self, LogFormat};
+use tokio::sync::{oneshot, watch};
 
 /// Reliable background calls to flaky downstream APIs, as PendingJob resources.
 #[derive(Parser, Debug)]
@@ -38,6 +43,30 @@ struct RunArgs {
     /// Log format.
     #[arg(long, value_enum, default_value_t)]
     log_format: LogFormat,
+    /// Address of the /healthz, /readyz and /metrics server; port 0 picks a free port.
+    #[arg(long, default_value = "0.0.0.0:9090")]
+    admin_listen: SocketAddr,
+    /// After SIGTERM, seconds that in-flight attempts get to finish and be recorded.
+    #[arg(long, default_value_t = 25)]
+    shutdown_grace_seconds: u64,
+    /// Elect a leader through a Lease, so that several replicas are safe.
+    #[arg(long, default_value_t = true, action = ArgAction::Set)]
+    leader_election: bool,
+    /// Name of the leader Lease.
+    #[arg(long, default_value = "pendingjob-operator")]
+    lease_name: String,
+    /// Namespace of the leader Lease (default: --namespace, else "default").
+    #[arg(long, env = "POD_NAMESPACE")]
+    lease_namespace: Option<String>,
+    /// This instance's identity in the Lease and in Events (default: hostname and PID).
+    #[arg(long, env = "POD_NAME")]
+    identity: Option<String>,
+    /// Seconds the Lease stays valid after its holder's last renewal.
+    #[arg(long, default_value_t = 15, value_parser = clap::value_parser!(u64).range(2..))]
+    lease_duration_seconds: u64,
+    /// Seconds before expiry at which the holder renews (less than the duration).
+    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..))]
+    lease_grace_seconds: u64,
 }
 
 #[tokio::main]
@@ -65,6 +94,10 @@ fn print_crd() -> ExitCode {
 
 async fn run(args: RunArgs) -> ExitCode {
     telemetry::init(args.log_format);
+    if args.lease_grace_seconds >= args.lease_duration_seconds {
+        tracing::error!("--lease-grace-seconds must be less than --lease-duration-seconds");
+        return ExitCode::FAILURE;
+    }
     let client = match kube::Client::try_default().await {
         Ok(client) => client,
         Err(e) => {
@@ -79,15 +112,82 @@ async fn run(args: RunArgs) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    let listener = match tokio::net::TcpListener::bind(args.admin_listen).await {
+        Ok(listener) => listener,
+        Err(e) => {
+            tracing::error!(error = %e, address = %args.admin_listen, "cannot listen for /healthz, /readyz and /metrics");
+            return ExitCode::FAILURE;
+        }
+    };
+    let admin = Admin::default();
+    let (stop_admin, admin_stopped) = oneshot::channel::<()>();
+    let address = listener
+        .local_addr()
+        .map_or_else(|_| args.admin_listen.to_string(), |a| a.to_string());
+    tracing::info!(%address, "admin server listening");
+    let server = tokio::spawn(admin.clone().serve(listener, async move {
+        let _ = admin_stopped.await;
+    }));
+
+    let identity = args.identity.unwrap_or_else(default_identity);
+    let lease = args.leader_election.then(|| LeaseSettings {
+        name: args.lease_name,
+        namespace: args
+            .lease_namespace
+            .or_else(|| args.namespace.clone())
+            .unwrap_or_else(|| "default".to_owned()),
+        identity: identity.clone(),
+        duration_seconds: args.lease_duration_seconds,
+        grace_seconds: args.lease_grace_seconds,
+    });
     let settings = Settings {
         namespace: args.namespace,
         max_concurrent_dispatches: args.max_concurrent_dispatches,
+        shutdown_grace: Duration::from_secs(args.shutdown_grace_seconds),
+        lease,
+        identity,
     };
-    match controller::run(client, dispatcher, settings).await {
+    let result = controller::run(client, dispatcher, settings, admin, shutdown_on_signal()).await;
+    let _ = stop_admin.send(());
+    let _ = server.await;
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!(error = %e, "controller failed");
             ExitCode::FAILURE
         }
     }
+}
+
+/// Turns true on SIGTERM or Ctrl-C.
+fn shutdown_on_signal() -> watch::Receiver<bool> {
+    let (sender, receiver) = watch::channel(false);
+    tokio::spawn(async move {
+        let ctrl_c = tokio::signal::ctrl_c();
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = ctrl_c => {},
+                    _ = term.recv() => {},
+                }
+            }
+            Err(_) => {
+                let _ = ctrl_c.await;
+            }
+        }
+        tracing::info!("shutdown signal received");
+        let _ = sender.send(true);
+        // Keep the sender, so receivers see `true` rather than a closed channel.
+        std::future::pending::<()>().await;
+    });
+    receiver
+}
+
+fn default_identity() -> String {
+    let host = std::fs::read_to_string("/etc/hostname")
+        .ok()
+        .map(|h| h.trim().to_owned())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "pendingjob-operator".to_owned());
+    format!("{host}-{}", std::process::id())
 }

@@ -329,7 +329,7 @@ impl Operator {
         let log = dir.join(format!("{}.log", unique_name(namespace)));
         let file = std::fs::File::create(&log).expect("creating the operator log");
         let child = Command::new(env!("CARGO_BIN_EXE_pendingjob-operator"))
-            .args(["run", "--namespace", namespace])
+            .args(["run", "--namespace", namespace, "--admin-listen", "127.0.0.1:0"])
             .args(args)
             .env("RUST_LOG", "info,pendingjob_operator=debug")
             .stdout(std::process::Stdio::null())
@@ -348,6 +348,38 @@ impl Operator {
     /// The log so far.
     pub fn log_text(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Base URL of its admin server (`/healthz`, `/readyz`, `/metrics`), from its log.
+    pub async fn admin_url(&self) -> String {
+        wait_until("the operator's admin server address", Duration::from_secs(10), || async {
+            self.log_text()
+                .lines()
+                .find(|l| l.contains("admin server listening"))
+                .and_then(|l| l.split("address=").nth(1))
+                .and_then(|rest| rest.split_whitespace().next())
+                .map(|address| format!("http://{address}"))
+        })
+        .await
+    }
+
+    /// Sends SIGTERM (by PID), as Kubernetes does to stop a pod.
+    pub fn terminate(&self) {
+        let status = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .expect("running kill");
+        assert!(status.success(), "kill -TERM failed");
+    }
+
+    /// Waits for the process to exit; returns how long that took.
+    pub async fn wait_exit(&mut self, timeout: Duration) -> Duration {
+        let start = Instant::now();
+        while self.child.try_wait().expect("try_wait").is_none() {
+            assert!(start.elapsed() < timeout, "the operator did not exit within {timeout:?}");
+            tokio::time::sleep(POLL_INTERVAL).await;
+        }
+        start.elapsed()
     }
 
     /// Lines of the log that mention job `name` and contain `needle`.

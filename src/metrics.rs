@@ -1,0 +1,161 @@
+//! Prometheus metrics, served at `/metrics` in the OpenMetrics text format.
+
+use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue};
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+use crate::crd::Phase;
+use crate::lifecycle::Outcome;
+
+/// What an attempt's outcome was, as a label.
+#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq, EncodeLabelValue)]
+#[allow(non_camel_case_types)]
+pub enum OutcomeLabel {
+    /// 2xx.
+    delivered,
+    /// Failed, worth retrying.
+    retryable,
+    /// Failed for good.
+    rejected,
+}
+
+impl From<&Outcome> for OutcomeLabel {
+    fn from(outcome: &Outcome) -> Self {
+        match outcome {
+            Outcome::Delivered { .. } => OutcomeLabel::delivered,
+            Outcome::Retryable { .. } => OutcomeLabel::retryable,
+            Outcome::Rejected { .. } => OutcomeLabel::rejected,
+        }
+    }
+}
+
+/// Labels of `pendingjob_attempts_total`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OutcomeLabels {
+    /// The attempt's outcome.
+    pub outcome: OutcomeLabel,
+}
+
+/// Labels of `pendingjob_jobs`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PhaseLabels {
+    /// The job phase.
+    pub phase: String,
+}
+
+/// The operator's metrics.
+pub struct Metrics {
+    registry: Registry,
+    /// Attempts by outcome.
+    pub attempts: Family<OutcomeLabels, Counter>,
+    /// Duration of each HTTP call to a target.
+    pub attempt_duration: Histogram,
+    /// Jobs in the watch cache by phase (set when scraped).
+    pub jobs: Family<PhaseLabels, Gauge>,
+    /// Reconciles that ended in a Kubernetes error.
+    pub reconcile_errors: Counter,
+    /// 1 while this instance holds the leader Lease.
+    pub leader: Gauge,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        let mut registry = Registry::with_prefix("pendingjob");
+        let attempts = Family::<OutcomeLabels, Counter>::default();
+        registry.register("attempts", "Calls made to targets, by outcome", attempts.clone());
+        let attempt_duration = Histogram::new(exponential_buckets(0.005, 2.0, 14));
+        registry.register(
+            "attempt_duration_seconds",
+            "Duration of calls to targets",
+            attempt_duration.clone(),
+        );
+        let jobs = Family::<PhaseLabels, Gauge>::default();
+        registry.register("jobs", "PendingJobs by phase", jobs.clone());
+        let reconcile_errors = Counter::default();
+        registry.register(
+            "reconcile_errors",
+            "Reconciles that failed on a Kubernetes error",
+            reconcile_errors.clone(),
+        );
+        let leader = Gauge::default();
+        registry.register("leader", "1 while this instance is the leader", leader.clone());
+        Self {
+            registry,
+            attempts,
+            attempt_duration,
+            jobs,
+            reconcile_errors,
+            leader,
+        }
+    }
+}
+
+impl Metrics {
+    /// Counts one attempt and its duration.
+    pub fn observe_attempt(&self, outcome: &Outcome, seconds: f64) {
+        self.attempts
+            .get_or_create(&OutcomeLabels {
+                outcome: outcome.into(),
+            })
+            .inc();
+        self.attempt_duration.observe(seconds);
+    }
+
+    /// Sets `pendingjob_jobs` from the phases of all known jobs.
+    pub fn set_jobs_by_phase(&self, phases: impl IntoIterator<Item = Phase>) {
+        let mut counts = [0_i64; 4];
+        for phase in phases {
+            counts[phase_index(phase)] += 1;
+        }
+        for phase in [Phase::Pending, Phase::Retrying, Phase::Succeeded, Phase::Failed] {
+            let labels = PhaseLabels {
+                phase: format!("{phase:?}"),
+            };
+            self.jobs.get_or_create(&labels).set(counts[phase_index(phase)]);
+        }
+    }
+
+    /// The OpenMetrics text exposition.
+    pub fn encode(&self) -> Result<String, std::fmt::Error> {
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, &self.registry)?;
+        Ok(text)
+    }
+}
+
+fn phase_index(phase: Phase) -> usize {
+    match phase {
+        Phase::Pending => 0,
+        Phase::Retrying => 1,
+        Phase::Succeeded => 2,
+        Phase::Failed => 3,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exposition_names_every_metric() {
+        let metrics = Metrics::default();
+        metrics.observe_attempt(&Outcome::Delivered { code: 200 }, 0.02);
+        metrics.set_jobs_by_phase([Phase::Retrying, Phase::Retrying, Phase::Succeeded]);
+        metrics.leader.set(1);
+        let text = metrics.encode().expect("encodes");
+        for line in [
+            "pendingjob_attempts_total{outcome=\"delivered\"} 1",
+            "pendingjob_attempt_duration_seconds_count 1",
+            "pendingjob_jobs{phase=\"Retrying\"} 2",
+            "pendingjob_jobs{phase=\"Succeeded\"} 1",
+            "pendingjob_jobs{phase=\"Failed\"} 0",
+            "pendingjob_reconcile_errors_total 0",
+            "pendingjob_leader 1",
+        ] {
+            assert!(text.lines().any(|l| l == line), "missing {line:?} in:\n{text}");
+        }
+    }
+}
