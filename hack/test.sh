@@ -20,9 +20,10 @@ cleanup() {
 }
 trap cleanup EXIT
 
-step "static checks: rustfmt, clippy"
+step "static checks: rustfmt, clippy, hadolint"
 cargo fmt --all -- --check
 cargo clippy --all-targets --locked -- -D warnings
+"$(hack/tools.sh hadolint)" Dockerfile
 
 step "building the tests"
 cargo test --locked --no-run

@@ -34,6 +34,8 @@ const ERROR_REQUEUE: Duration = Duration::from_secs(5);
 const STALE_REQUEUE: Duration = Duration::from_millis(500);
 /// How often to retry listing PendingJobs at start-up (no CRD yet, API down).
 const STARTUP_RETRY: Duration = Duration::from_secs(5);
+/// How often the readiness task re-checks the controller's cache.
+const READY_POLL: Duration = Duration::from_millis(200);
 /// How long to wait for the Lease to be released on exit.
 const LEASE_RELEASE_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -304,8 +306,18 @@ pub async fn run(
     admin.set_store(store.clone());
     let readiness = admin.clone();
     tokio::spawn(async move {
-        if store.wait_until_ready().await.is_ok() {
-            readiness.set_ready(true);
+        // Re-poll: the store's readiness wakes only its latest waiter, and the
+        // controller itself waits on it too.
+        loop {
+            match tokio::time::timeout(READY_POLL, store.wait_until_ready()).await {
+                Ok(Ok(())) => {
+                    info!("controller cache synced; ready");
+                    readiness.set_ready(true);
+                    return;
+                }
+                Ok(Err(error)) => return warn!(%error, "controller cache never synced"),
+                Err(_) => {}
+            }
         }
     });
 

@@ -31,8 +31,14 @@ pub struct LeaseSettings {
 pub struct Leadership {
     /// `true` while this instance leads.
     pub is_leader: watch::Receiver<bool>,
-    task: Option<JoinHandle<Result<kube_lease_manager::LeaseManager, LeaseManagerError>>>,
-    _always: Option<watch::Sender<bool>>,
+    sender: watch::Sender<bool>,
+    election: Option<Election>,
+}
+
+/// The running election: the manager's task, and ours that follows it.
+struct Election {
+    manager: JoinHandle<Result<kube_lease_manager::LeaseManager, LeaseManagerError>>,
+    follower: JoinHandle<()>,
 }
 
 impl Leadership {
@@ -41,8 +47,8 @@ impl Leadership {
         let (sender, is_leader) = watch::channel(true);
         Self {
             is_leader,
-            task: None,
-            _always: Some(sender),
+            sender,
+            election: None,
         }
     }
 
@@ -55,27 +61,40 @@ impl Leadership {
             .with_grace(settings.grace_seconds)
             .build()
             .await?;
-        let (is_leader, task) = manager.watch().await;
+        let (mut lease_state, manager) = manager.watch().await;
         info!(lease = %settings.name, namespace = %settings.namespace, identity = %settings.identity, "joined leader election");
+        // The manager releases the Lease once its channel has no receiver left;
+        // following it from one task keeps that receiver in one place.
+        let (sender, is_leader) = watch::channel(false);
+        let follower_sender = sender.clone();
+        let follower = tokio::spawn(async move {
+            loop {
+                follower_sender.send_replace(*lease_state.borrow_and_update());
+                if lease_state.changed().await.is_err() {
+                    follower_sender.send_replace(false);
+                    return;
+                }
+            }
+        });
         Ok(Self {
             is_leader,
-            task: Some(task),
-            _always: None,
+            sender,
+            election: Some(Election { manager, follower }),
         })
     }
 
-    /// Gives the Lease up (when held), waiting at most `timeout`.
+    /// Stops leading and gives the Lease up (when held), waiting at most `timeout`.
     pub async fn release(self, timeout: Duration) {
-        let Self { is_leader, task, .. } = self;
-        // Closing the channel makes the manager's task release the Lease and end.
-        drop(is_leader);
-        if let Some(task) = task {
-            match tokio::time::timeout(timeout, task).await {
-                Ok(Ok(Ok(_))) => info!("leader lease released"),
-                Ok(Ok(Err(error))) => warn!(%error, "releasing the leader lease"),
-                Ok(Err(error)) => warn!(%error, "leader election task"),
-                Err(_) => warn!("leader lease not released within {timeout:?}; it will expire"),
-            }
+        self.sender.send_replace(false);
+        let Some(Election { manager, follower }) = self.election else {
+            return;
+        };
+        follower.abort();
+        match tokio::time::timeout(timeout, manager).await {
+            Ok(Ok(Ok(_))) => info!("leader lease released"),
+            Ok(Ok(Err(error))) => warn!(%error, "releasing the leader lease"),
+            Ok(Err(error)) => warn!(%error, "leader election task"),
+            Err(_) => warn!("leader lease not released within {timeout:?}; it will expire"),
         }
     }
 }

@@ -2,6 +2,7 @@
 //! `KUBECONFIG`; `make test` starts one on loopback and sets it.
 
 mod control_plane;
+mod deploy;
 mod operator;
 mod support;
 mod validation;

@@ -182,15 +182,15 @@ pub fn repo_path(relative: &str) -> std::path::PathBuf {
     std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(relative)
 }
 
-/// Installs `crds/` the way a user does (`kubectl apply --server-side -f crds/`)
+/// Installs `crds/` the way a user does (`kubectl apply --server-side -k crds/`)
 /// and waits for the CRD to be established. Idempotent; runs once per process.
 pub fn install_crds() {
     static INSTALLED: std::sync::OnceLock<()> = std::sync::OnceLock::new();
     INSTALLED.get_or_init(|| {
         let crds = repo_path("crds");
         let crds = crds.to_str().expect("utf-8 path");
-        let applied = kubectl(&["apply", "--server-side", "--force-conflicts", "-f", crds]);
-        assert!(applied.status.success(), "kubectl apply -f crds/ failed: {applied:?}");
+        let applied = kubectl(&["apply", "--server-side", "--force-conflicts", "-k", crds]);
+        assert!(applied.status.success(), "kubectl apply -k crds/ failed: {applied:?}");
         let established = kubectl(&[
             "wait",
             "--for=condition=Established",
@@ -324,18 +324,26 @@ pub struct Operator {
 impl Operator {
     /// Starts the built operator for `namespace` with extra `args`.
     pub fn start(namespace: &str, args: &[&str]) -> Self {
+        Self::start_with_kubeconfig(namespace, args, None)
+    }
+
+    /// Like [`Operator::start`], with another kubeconfig than the tests' own.
+    pub fn start_with_kubeconfig(namespace: &str, args: &[&str], kubeconfig: Option<&std::path::Path>) -> Self {
         let dir = std::env::temp_dir().join("pendingjob-it");
         std::fs::create_dir_all(&dir).expect("creating the log directory");
         let log = dir.join(format!("{}.log", unique_name(namespace)));
         let file = std::fs::File::create(&log).expect("creating the operator log");
-        let child = Command::new(env!("CARGO_BIN_EXE_pendingjob-operator"))
+        let mut command = Command::new(env!("CARGO_BIN_EXE_pendingjob-operator"));
+        command
             .args(["run", "--namespace", namespace, "--admin-listen", "127.0.0.1:0"])
             .args(args)
             .env("RUST_LOG", "info,pendingjob_operator=debug")
             .stdout(std::process::Stdio::null())
-            .stderr(file)
-            .spawn()
-            .expect("starting pendingjob-operator");
+            .stderr(file);
+        if let Some(kubeconfig) = kubeconfig {
+            command.env("KUBECONFIG", kubeconfig);
+        }
+        let child = command.spawn().expect("starting pendingjob-operator");
         Self { child, log }
     }
 
@@ -352,14 +360,18 @@ impl Operator {
 
     /// Base URL of its admin server (`/healthz`, `/readyz`, `/metrics`), from its log.
     pub async fn admin_url(&self) -> String {
-        wait_until("the operator's admin server address", Duration::from_secs(10), || async {
-            self.log_text()
-                .lines()
-                .find(|l| l.contains("admin server listening"))
-                .and_then(|l| l.split("address=").nth(1))
-                .and_then(|rest| rest.split_whitespace().next())
-                .map(|address| format!("http://{address}"))
-        })
+        wait_until(
+            "the operator's admin server address",
+            Duration::from_secs(10),
+            || async {
+                self.log_text()
+                    .lines()
+                    .find(|l| l.contains("admin server listening"))
+                    .and_then(|l| l.split("address=").nth(1))
+                    .and_then(|rest| rest.split_whitespace().next())
+                    .map(|address| format!("http://{address}"))
+            },
+        )
         .await
     }
 
@@ -376,7 +388,10 @@ impl Operator {
     pub async fn wait_exit(&mut self, timeout: Duration) -> Duration {
         let start = Instant::now();
         while self.child.try_wait().expect("try_wait").is_none() {
-            assert!(start.elapsed() < timeout, "the operator did not exit within {timeout:?}");
+            assert!(
+                start.elapsed() < timeout,
+                "the operator did not exit within {timeout:?}"
+            );
             tokio::time::sleep(POLL_INTERVAL).await;
         }
         start.elapsed()
@@ -397,4 +412,36 @@ impl Drop for Operator {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// Writes a kubeconfig for the tests' cluster that authenticates with
+/// `token` alone (or points at `server` instead, when given).
+pub fn kubeconfig_file(token: &str, server: Option<&str>) -> std::path::PathBuf {
+    let view = kubectl(&["config", "view", "--raw", "--minify", "--flatten", "--output", "json"]);
+    assert!(view.status.success(), "kubectl config view: {view:?}");
+    let view: serde_json::Value = serde_json::from_slice(&view.stdout).expect("kubeconfig JSON");
+    let cluster = &view["clusters"][0]["cluster"];
+    let kubeconfig = serde_json::json!({
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [{"name": "test", "cluster": {
+            "server": server.map_or_else(|| cluster["server"].clone(), |s| s.into()),
+            "certificate-authority-data": cluster["certificate-authority-data"],
+        }}],
+        "users": [{"name": "token", "user": {"token": token}}],
+        "contexts": [{"name": "test", "context": {"cluster": "test", "user": "token"}}],
+        "current-context": "test",
+    });
+    let dir = std::env::temp_dir().join("pendingjob-it");
+    std::fs::create_dir_all(&dir).expect("creating the temp directory");
+    let path = dir.join(format!("{}.kubeconfig", unique_name("token")));
+    std::fs::write(&path, serde_json::to_vec(&kubeconfig).expect("JSON")).expect("writing the kubeconfig");
+    path
+}
+
+/// `GET url`: the status code and body.
+pub async fn http_get(url: &str) -> (u16, String) {
+    let response = reqwest::get(url).await.unwrap_or_else(|e| panic!("GET {url}: {e}"));
+    let status = response.status().as_u16();
+    (status, response.text().await.unwrap_or_default())
 }

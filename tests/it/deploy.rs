@@ -1,0 +1,474 @@
+//! Running the operator the way it runs in a cluster: `deploy/` is accepted
+//! by the API server, its RBAC is enough and no more, several replicas are
+//! safe, SIGTERM loses no attempt, and it can be observed (probes, metrics,
+//! Events).
+
+use std::collections::BTreeSet;
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::coordination::v1::Lease;
+use k8s_openapi::api::rbac::v1::{ClusterRole, PolicyRule, Role};
+use kube::Api;
+use pendingjob_operator::crd::{PendingJob, PendingJobStatus, Phase};
+
+use crate::support::{
+    MockApi2, Operator, TestEnv, http_get, install_crds, kubeconfig_file, kubectl, kubectl_stdin, repo_path,
+    unique_name, wait_until,
+};
+
+const SOON: Duration = Duration::from_secs(30);
+
+fn job_yaml(name: &str, url: &str, extra_spec: &str) -> String {
+    format!(
+        "apiVersion: pendingjob.dev/v1alpha1\nkind: PendingJob\nmetadata:\n  name: {name}\nspec:\n  target:\n    url: {url}\n  payload:\n    name: {name}\n  retryPolicy:\n    initialDelaySeconds: 1\n    multiplier: 2\n    maxDelaySeconds: 4\n{extra_spec}"
+    )
+}
+
+fn apply(env: &TestEnv, yaml: &str) {
+    let out = kubectl_stdin(&["apply", "--namespace", &env.namespace, "-f", "-"], yaml);
+    assert!(
+        out.status.success(),
+        "kubectl apply: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+async fn status(env: &TestEnv, name: &str) -> PendingJobStatus {
+    let job = env.api::<PendingJob>().get(name).await.expect("get PendingJob");
+    job.status.unwrap_or_default()
+}
+
+async fn wait_status(
+    env: &TestEnv,
+    name: &str,
+    what: &str,
+    ok: impl Fn(&PendingJobStatus) -> bool,
+) -> PendingJobStatus {
+    wait_until(&format!("{name}: {what}"), SOON, || async {
+        let status = status(env, name).await;
+        ok(&status).then_some(status)
+    })
+    .await
+}
+
+async fn uid(env: &TestEnv, name: &str) -> String {
+    let job = env.api::<PendingJob>().get(name).await.expect("get PendingJob");
+    job.metadata.uid.expect("uid")
+}
+
+/// `kubectl apply --server-side -k deploy/`, once per test process.
+fn install_deploy() {
+    static APPLIED: std::sync::OnceLock<()> = std::sync::OnceLock::new();
+    APPLIED.get_or_init(|| {
+        install_crds();
+        let deploy = repo_path("deploy");
+        let out = kubectl(&[
+            "apply",
+            "--server-side",
+            "--force-conflicts",
+            "-k",
+            deploy.to_str().expect("utf-8"),
+        ]);
+        assert!(out.status.success(), "kubectl apply --server-side -k deploy/: {out:?}");
+    });
+}
+
+/// The documents of a YAML file under `deploy/`.
+fn deploy_documents(file: &str) -> Vec<serde_yaml::Value> {
+    let text = std::fs::read_to_string(repo_path("deploy").join(file)).expect("reading deploy/");
+    serde_yaml::Deserializer::from_str(&text)
+        .map(|doc| serde::Deserialize::deserialize(doc).expect("YAML document"))
+        .collect()
+}
+
+fn deploy_object<T: serde::de::DeserializeOwned>(file: &str, kind: &str, name: &str) -> T {
+    let doc = deploy_documents(file)
+        .into_iter()
+        .find(|d| d["kind"].as_str() == Some(kind) && d["metadata"]["name"].as_str() == Some(name))
+        .unwrap_or_else(|| panic!("{kind} {name} in deploy/{file}"));
+    serde_yaml::from_value(doc).expect("typed object")
+}
+
+async fn lease_holder(env: &TestEnv, lease: &str) -> Option<String> {
+    let leases: Api<Lease> = env.api();
+    leases
+        .get_opt(lease)
+        .await
+        .expect("get Lease")
+        .and_then(|l| l.spec)
+        .and_then(|s| s.holder_identity)
+        .filter(|h| !h.is_empty())
+}
+
+/// The value of the metric line that starts with `series` (name and labels).
+fn metric(text: &str, series: &str) -> f64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(series).and_then(|rest| rest.trim().parse().ok()))
+        .unwrap_or_else(|| panic!("no {series} in:\n{text}"))
+}
+
+#[tokio::test]
+async fn deploy_is_accepted_server_side() {
+    install_deploy();
+    // Every object of the kustomization exists as the API server validated it.
+    let rendered = kubectl(&["kustomize", repo_path("deploy").to_str().expect("utf-8")]);
+    assert!(rendered.status.success(), "{rendered:?}");
+    let got = kubectl_stdin(
+        &["get", "-f", "-", "--output", "name"],
+        &String::from_utf8_lossy(&rendered.stdout),
+    );
+    assert!(got.status.success(), "{got:?}");
+    let names = String::from_utf8_lossy(&got.stdout);
+    for wanted in [
+        "namespace/pendingjob-system",
+        "customresourcedefinition.apiextensions.k8s.io/pendingjobs.pendingjob.dev",
+        "serviceaccount/pendingjob-operator",
+        "clusterrole.rbac.authorization.k8s.io/pendingjob-operator",
+        "role.rbac.authorization.k8s.io/pendingjob-operator-leader-election",
+        "deployment.apps/pendingjob-operator",
+        "service/pendingjob-operator-metrics",
+        "deployment.apps/mock-api2",
+        "service/mock-api2",
+        "validatingadmissionpolicy.admissionregistration.k8s.io/pendingjobs.pendingjob.dev-payload-limit",
+    ] {
+        assert!(names.lines().any(|l| l == wanted), "{wanted} missing:\n{names}");
+    }
+    // The example job for the cluster is valid too.
+    let example = repo_path("examples/hello-in-cluster.yaml");
+    let dry_run = kubectl(&["apply", "--dry-run=server", "-f", example.to_str().expect("utf-8")]);
+    assert!(dry_run.status.success(), "{dry_run:?}");
+}
+
+#[tokio::test]
+async fn rbac_has_no_wildcards_and_only_the_verbs_the_code_uses() {
+    fn rules(rules: Option<Vec<PolicyRule>>) -> BTreeSet<(String, String, String)> {
+        let mut set = BTreeSet::new();
+        for rule in rules.unwrap_or_default() {
+            for group in rule.api_groups.unwrap_or_default() {
+                for resource in rule.resources.clone().unwrap_or_default() {
+                    for verb in &rule.verbs {
+                        set.insert((group.clone(), resource.clone(), verb.clone()));
+                    }
+                }
+            }
+        }
+        set
+    }
+    let expect = |triples: &[(&str, &str, &str)]| -> BTreeSet<(String, String, String)> {
+        triples
+            .iter()
+            .map(|(g, r, v)| ((*g).to_owned(), (*r).to_owned(), (*v).to_owned()))
+            .collect()
+    };
+    let cluster_role: ClusterRole = deploy_object("rbac.yaml", "ClusterRole", "pendingjob-operator");
+    let role: Role = deploy_object("rbac.yaml", "Role", "pendingjob-operator-leader-election");
+    let cluster_rules = rules(cluster_role.rules);
+    let lease_rules = rules(role.rules);
+    for (group, resource, verb) in cluster_rules.iter().chain(&lease_rules) {
+        assert!(
+            !format!("{group}{resource}{verb}").contains('*'),
+            "wildcard in {group}/{resource}/{verb}"
+        );
+    }
+    // The controller lists and watches jobs and patches their status; the
+    // recorder creates and patches Events; kube-lease-manager gets, creates
+    // and patches its Lease.
+    assert_eq!(
+        cluster_rules,
+        expect(&[
+            ("pendingjob.dev", "pendingjobs", "list"),
+            ("pendingjob.dev", "pendingjobs", "watch"),
+            ("pendingjob.dev", "pendingjobs/status", "patch"),
+            ("events.k8s.io", "events", "create"),
+            ("events.k8s.io", "events", "patch"),
+        ])
+    );
+    assert_eq!(
+        lease_rules,
+        expect(&[
+            ("coordination.k8s.io", "leases", "get"),
+            ("coordination.k8s.io", "leases", "create"),
+            ("coordination.k8s.io", "leases", "patch"),
+        ])
+    );
+}
+
+#[tokio::test]
+async fn deployments_are_locked_down() {
+    for (file, name, replicas) in [
+        ("operator.yaml", "pendingjob-operator", 2),
+        ("mock-api2.yaml", "mock-api2", 1),
+    ] {
+        let deployment: Deployment = deploy_object(file, "Deployment", name);
+        let spec = deployment.spec.expect("spec");
+        assert_eq!(spec.replicas, Some(replicas), "{name}");
+        let pod = spec.template.spec.expect("pod spec");
+        let pod_security = pod.security_context.expect("pod securityContext");
+        assert_eq!(pod_security.run_as_non_root, Some(true), "{name}");
+        assert_eq!(
+            pod_security.seccomp_profile.map(|p| p.type_),
+            Some("RuntimeDefault".into()),
+            "{name}"
+        );
+        for container in pod.containers {
+            let security = container.security_context.expect("container securityContext");
+            assert_eq!(security.run_as_non_root, Some(true), "{name}");
+            assert_eq!(security.read_only_root_filesystem, Some(true), "{name}");
+            assert_eq!(security.allow_privilege_escalation, Some(false), "{name}");
+            let drop = security.capabilities.and_then(|c| c.drop).unwrap_or_default();
+            assert_eq!(drop, ["ALL"], "{name}");
+            assert_eq!(
+                security.seccomp_profile.map(|p| p.type_),
+                Some("RuntimeDefault".into()),
+                "{name}"
+            );
+            let resources = container.resources.expect("resources");
+            for (what, values) in [("requests", resources.requests), ("limits", resources.limits)] {
+                let values = values.unwrap_or_default();
+                assert!(
+                    values.contains_key("cpu") && values.contains_key("memory"),
+                    "{name}: {what}"
+                );
+            }
+            assert!(container.readiness_probe.is_some(), "{name}: readiness probe");
+        }
+    }
+    let operator: Deployment = deploy_object("operator.yaml", "Deployment", "pendingjob-operator");
+    let container = &operator.spec.expect("spec").template.spec.expect("pod").containers[0];
+    let path = |p: &Option<k8s_openapi::api::core::v1::Probe>| {
+        p.as_ref()
+            .and_then(|p| p.http_get.as_ref())
+            .and_then(|h| h.path.clone())
+    };
+    assert_eq!(path(&container.liveness_probe).as_deref(), Some("/healthz"));
+    assert_eq!(path(&container.readiness_probe).as_deref(), Some("/readyz"));
+}
+
+#[tokio::test]
+async fn the_seed_scenario_runs_with_only_the_deploy_service_account() {
+    install_deploy();
+    let env = TestEnv::new("least-privilege").await;
+    let token = kubectl(&[
+        "create",
+        "token",
+        "pendingjob-operator",
+        "--namespace",
+        "pendingjob-system",
+        "--duration",
+        "1h",
+    ]);
+    assert!(token.status.success(), "kubectl create token: {token:?}");
+    let kubeconfig = kubeconfig_file(String::from_utf8_lossy(&token.stdout).trim(), None);
+    let lease = unique_name("lease");
+    let api2 = MockApi2::start(&["--fail"]);
+    let operator = Operator::start_with_kubeconfig(
+        &env.namespace,
+        &["--lease-namespace", "pendingjob-system", "--lease-name", &lease],
+        Some(&kubeconfig),
+    );
+    let admin = operator.admin_url().await;
+    wait_until("/readyz to be ok", SOON, || async {
+        (http_get(&format!("{admin}/readyz")).await.0 == 200).then_some(())
+    })
+    .await;
+
+    // A header value and a payload field that must never reach the logs.
+    let secretish = "header-value-not-for-logs";
+    let extra = format!(
+        "  target:\n    url: {}\n    headers:\n      X-Trace: {secretish}\n",
+        api2.simulate_url()
+    );
+    let manifest = job_yaml("hello", &api2.simulate_url(), "")
+        .replace(&format!("  target:\n    url: {}\n", api2.simulate_url()), &extra);
+    apply(&env, &manifest);
+    wait_status(&env, "hello", "2 attempts", |s| s.attempts >= 2).await;
+    api2.toggle().await;
+    let waited = env.kubectl(&["wait", "--for=condition=Succeeded", "pendingjob/hello", "--timeout=30s"]);
+    assert!(waited.status.success(), "{waited:?}\n{}", operator.log_text());
+    let done = status(&env, "hello").await;
+    assert_eq!(api2.calls_for(&uid(&env, "hello").await).await, done.attempts as u64);
+
+    // Everything the operator asked of the API server was allowed.
+    let log = operator.log_text();
+    assert!(
+        !log.to_lowercase().contains("forbidden"),
+        "RBAC denied something:\n{log}"
+    );
+    assert!(!log.contains(secretish), "a header value was logged:\n{log}");
+
+    // The story, in Events.
+    let describe = env.kubectl(&["describe", "pendingjob", "hello"]);
+    let describe = String::from_utf8_lossy(&describe.stdout);
+    for reason in ["AttemptFailed", "Delivered"] {
+        assert!(describe.contains(reason), "{reason} Event missing:\n{describe}");
+    }
+
+    // The counters moved.
+    let (code, text) = http_get(&format!("{admin}/metrics")).await;
+    assert_eq!(code, 200);
+    let failed = (done.attempts - 1) as f64;
+    assert_eq!(
+        metric(&text, "pendingjob_attempts_total{outcome=\"retryable\"}"),
+        failed
+    );
+    assert_eq!(metric(&text, "pendingjob_attempts_total{outcome=\"delivered\"}"), 1.0);
+    assert_eq!(
+        metric(&text, "pendingjob_attempt_duration_seconds_count"),
+        done.attempts as f64
+    );
+    assert_eq!(metric(&text, "pendingjob_jobs{phase=\"Succeeded\"}"), 1.0);
+    assert_eq!(metric(&text, "pendingjob_leader"), 1.0);
+    assert_eq!(metric(&text, "pendingjob_reconcile_errors_total"), 0.0);
+}
+
+#[tokio::test]
+async fn two_replicas_one_dispatcher_and_a_takeover_after_sigkill() {
+    let env = TestEnv::new("ha").await;
+    install_crds();
+    let api2 = MockApi2::start(&["--fail"]);
+    let lease = [
+        "--lease-name",
+        "ha",
+        "--lease-duration-seconds",
+        "4",
+        "--lease-grace-seconds",
+        "1",
+    ];
+    let leader = Operator::start(&env.namespace, &[&lease[..], &["--identity", "a"]].concat());
+    wait_until("a to lead", SOON, || async {
+        (lease_holder(&env, "ha").await.as_deref() == Some("a")).then_some(())
+    })
+    .await;
+    let standby = Operator::start(&env.namespace, &[&lease[..], &["--identity", "b"]].concat());
+    let standby_admin = standby.admin_url().await;
+    wait_until("b to be ready", SOON, || async {
+        (http_get(&format!("{standby_admin}/readyz")).await.0 == 200).then_some(())
+    })
+    .await;
+
+    let names: Vec<String> = (0..4).map(|n| format!("job-{n}")).collect();
+    for name in &names {
+        apply(&env, &job_yaml(name, &api2.simulate_url(), ""));
+    }
+    let mut before = Vec::new();
+    for name in &names {
+        before.push(wait_status(&env, name, "3 attempts", |s| s.attempts >= 3).await);
+    }
+    for name in &names {
+        let status = status(&env, name).await;
+        assert_eq!(
+            api2.calls_for(&uid(&env, name).await).await,
+            status.attempts as u64,
+            "{name}: one call per attempt"
+        );
+    }
+    assert_eq!(
+        standby.log_lines("job-", "attempt failed"),
+        0,
+        "the standby dispatched:\n{}",
+        standby.log_text()
+    );
+    let (_, metrics) = http_get(&format!("{standby_admin}/metrics")).await;
+    assert_eq!(metric(&metrics, "pendingjob_leader"), 0.0);
+
+    let killed = Instant::now();
+    leader.kill();
+    wait_until("b to take over", Duration::from_secs(15), || async {
+        (lease_holder(&env, "ha").await.as_deref() == Some("b")).then_some(())
+    })
+    .await;
+    let takeover = killed.elapsed();
+    eprintln!(
+        "takeover after SIGKILL: {:.2} s (lease duration 4 s)",
+        takeover.as_secs_f64()
+    );
+    assert!(
+        takeover <= Duration::from_secs(5),
+        "takeover took {takeover:?}, over the 4 s lease (+1 s polling)"
+    );
+
+    api2.toggle().await;
+    for (name, before) in names.iter().zip(&before) {
+        let done = wait_status(&env, name, "Succeeded", |s| s.phase == Phase::Succeeded).await;
+        assert!(done.retry_count >= before.retry_count, "{name}: retryCount went back");
+        let calls = api2.calls_for(&uid(&env, name).await).await;
+        assert_eq!(
+            calls, done.attempts as u64,
+            "{name}: no double dispatch across the takeover"
+        );
+    }
+    assert!(
+        standby.log_lines("job-", "delivered") >= 1,
+        "b dispatched after the takeover"
+    );
+}
+
+#[tokio::test]
+async fn sigterm_lets_the_in_flight_attempt_finish_and_be_recorded() {
+    let env = TestEnv::new("sigterm").await;
+    install_crds();
+    let api2 = MockApi2::start(&["--latency-ms", "3000"]);
+    let mut operator = Operator::start(
+        &env.namespace,
+        &["--shutdown-grace-seconds", "10", "--lease-name", "sigterm"],
+    );
+    apply(&env, &job_yaml("slow", &api2.simulate_url(), ""));
+    wait_until("the call to be in flight", SOON, || async {
+        (api2.stats().await.total_requests == 1).then_some(())
+    })
+    .await;
+
+    operator.terminate();
+    let exited_after = operator.wait_exit(Duration::from_secs(12)).await;
+    eprintln!(
+        "exit after SIGTERM: {:.2} s with a 3 s call in flight",
+        exited_after.as_secs_f64()
+    );
+    assert!(
+        exited_after < Duration::from_secs(10),
+        "exited after {exited_after:?}, beyond the 10 s grace period"
+    );
+    let recorded = status(&env, "slow").await;
+    assert_eq!(
+        (recorded.phase, recorded.attempts),
+        (Phase::Succeeded, 1),
+        "the in-flight attempt was recorded"
+    );
+    assert_eq!(lease_holder(&env, "sigterm").await, None, "the Lease was released");
+}
+
+#[tokio::test]
+async fn readyz_is_ready_only_once_the_controller_runs() {
+    let env = TestEnv::new("readyz").await;
+    install_crds();
+    // An API server that does not answer: the process is alive, not ready.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("free port")
+        .port();
+    let nowhere = kubeconfig_file("unused", Some(&format!("https://127.0.0.1:{port}")));
+    let stuck = Operator::start_with_kubeconfig(&env.namespace, &["--leader-election", "false"], Some(&nowhere));
+    let stuck_admin = stuck.admin_url().await;
+    wait_until("the start-up check to fail once", SOON, || async {
+        stuck.log_text().contains("cannot list PendingJobs").then_some(())
+    })
+    .await;
+    assert_eq!(
+        http_get(&format!("{stuck_admin}/healthz")).await,
+        (200, "ok".to_owned())
+    );
+    assert_eq!(http_get(&format!("{stuck_admin}/readyz")).await.0, 503);
+
+    let running = Operator::start(&env.namespace, &[]);
+    let admin = running.admin_url().await;
+    wait_until("/readyz to be ok", SOON, || async {
+        (http_get(&format!("{admin}/readyz")).await.0 == 200).then_some(())
+    })
+    .await;
+    assert!(
+        running.log_text().contains("controller starting"),
+        "{}",
+        running.log_text()
+    );
+}
