@@ -4,11 +4,15 @@ CACHE ?= $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/pendingjob-operator
 # Build outputs live outside the repo so fresh clones (CI) reuse them.
 export CARGO_TARGET_DIR ?= $(CACHE)/target
 
-.PHONY: test demo crds cluster-up cluster-down cluster-env cluster-build
+.PHONY: test demo kind-demo crds cluster-up cluster-down cluster-env cluster-build
 
 ## demo: the seed's scenario end to end on a local control plane
 demo:
 	hack/demo.sh
+
+## kind-demo: the same scenario in a kind cluster (needs kind and Docker)
+kind-demo:
+	hack/kind-demo.sh
 
 ## test: fmt, clippy, unit and integration tests against a real kube-apiserver
 test:

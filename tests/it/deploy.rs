@@ -281,6 +281,12 @@ async fn the_seed_scenario_runs_with_only_the_deploy_service_account() {
     );
     let manifest = job_yaml("hello", &api2.simulate_url(), "")
         .replace(&format!("  target:\n    url: {}\n", api2.simulate_url()), &extra);
+    let payload_secret = "payload-value-not-for-logs";
+    let manifest = manifest.replace(
+        "    name: hello\n",
+        &format!("    name: hello\n    note: {payload_secret}\n"),
+    );
+    assert!(manifest.contains(payload_secret));
     apply(&env, &manifest);
     wait_status(&env, "hello", "2 attempts", |s| s.attempts >= 2).await;
     api2.toggle().await;
@@ -296,6 +302,7 @@ async fn the_seed_scenario_runs_with_only_the_deploy_service_account() {
         "RBAC denied something:\n{log}"
     );
     assert!(!log.contains(secretish), "a header value was logged:\n{log}");
+    assert!(!log.contains(payload_secret), "the payload was logged:\n{log}");
 
     // The story, in Events.
     let describe = env.kubectl(&["describe", "pendingjob", "hello"]);
