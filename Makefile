@@ -4,7 +4,7 @@ CACHE ?= $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/pendingjob-operator
 # Build outputs live outside the repo so fresh clones (CI) reuse them.
 export CARGO_TARGET_DIR ?= $(CACHE)/target
 
-.PHONY: test demo kind-demo crds cluster-up cluster-down cluster-env cluster-build
+.PHONY: test demo kind-demo bench crds cluster-up cluster-down cluster-env cluster-build
 
 ## demo: the seed's scenario end to end on a local control plane
 demo:
@@ -33,6 +33,10 @@ cluster-env:
 ## cluster-build: build the pinned etcd, kube-apiserver and kubectl only
 cluster-build:
 	hack/cluster.sh build
+
+## bench: latency and throughput figures on the local control plane (not part of make test)
+bench:
+	hack/bench.sh
 
 ## crds: regenerate crds/pendingjob.yaml from the Rust types
 crds:

@@ -8,21 +8,17 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use futures::{Stream, StreamExt};
 use jiff::Timestamp;
-use kube::api::{ListParams, Patch, PatchParams};
-use kube::runtime::controller::{self, Action, Controller};
+use kube::api::{Patch, PatchParams};
+use kube::runtime::controller::Action;
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
-use kube::runtime::watcher;
 use kube::{Api, Client, Resource, ResourceExt};
 use tokio::sync::watch;
 use tracing::{debug, info, warn};
 
-use crate::admin::Admin;
 use crate::backoff;
 use crate::crd::{PendingJob, PendingJobStatus, Phase};
 use crate::dispatch::Dispatcher;
-use crate::leader::{Leadership, LeaseSettings};
 use crate::lifecycle::{self, Attempt, Decision, Outcome};
 use crate::metrics::Metrics;
 
@@ -32,12 +28,6 @@ pub const FIELD_MANAGER: &str = "pendingjob-operator";
 const ERROR_REQUEUE: Duration = Duration::from_secs(5);
 /// Requeue delay while the watch cache has not yet caught up with our own write.
 const STALE_REQUEUE: Duration = Duration::from_millis(500);
-/// How often to retry listing PendingJobs at start-up (no CRD yet, API down).
-const STARTUP_RETRY: Duration = Duration::from_secs(5);
-/// How often the readiness task re-checks the controller's cache.
-const READY_POLL: Duration = Duration::from_millis(200);
-/// How long to wait for the Lease to be released on exit.
-const LEASE_RELEASE_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Infrastructure trouble; a target's failures are never an `Error`.
 #[derive(Debug, thiserror::Error)]
@@ -55,24 +45,6 @@ pub enum Error {
         /// The API error.
         source: kube::Error,
     },
-    /// Joining the leader election failed.
-    #[error("joining the leader election: {0}")]
-    Lease(#[from] kube_lease_manager::LeaseManagerError),
-}
-
-/// What `run` needs to know.
-#[derive(Clone, Debug)]
-pub struct Settings {
-    /// Only watch this namespace; all namespaces when `None`.
-    pub namespace: Option<String>,
-    /// Most reconciles (and so HTTP calls) in flight at once.
-    pub max_concurrent_dispatches: u16,
-    /// After SIGTERM, how long in-flight attempts may take to finish and be recorded.
-    pub shutdown_grace: Duration,
-    /// Leader election; `None` runs as the only instance.
-    pub lease: Option<LeaseSettings>,
-    /// This instance's name, in Events and the Lease.
-    pub identity: String,
 }
 
 /// Shared state of the reconciler.
@@ -83,6 +55,36 @@ pub struct Context {
     metrics: Arc<Metrics>,
     recorder: Recorder,
     is_leader: watch::Receiver<bool>,
+}
+
+impl Context {
+    /// A context whose reconciles dispatch only while `is_leader` is true,
+    /// and whose Events name `identity` as the reporting instance.
+    pub fn new(
+        client: Client,
+        dispatcher: Dispatcher,
+        metrics: Arc<Metrics>,
+        identity: &str,
+        is_leader: watch::Receiver<bool>,
+    ) -> Self {
+        let reporter = Reporter {
+            controller: FIELD_MANAGER.to_owned(),
+            instance: Some(identity.to_owned()),
+        };
+        Self {
+            recorder: Recorder::new(client.clone(), reporter),
+            client,
+            dispatcher,
+            writes: OwnWrites::default(),
+            metrics,
+            is_leader,
+        }
+    }
+
+    /// Forgets what we wrote for a job that was deleted.
+    pub fn forget_deleted(&self, namespace: &str, name: &str) {
+        self.writes.forget(&(namespace.to_owned(), name.to_owned()));
+    }
 }
 
 /// A job's namespace and name.
@@ -262,147 +264,6 @@ pub fn error_policy(job: Arc<PendingJob>, error: &Error, ctx: Arc<Context>) -> A
     warn!(job = %job.name_any(), %error, "reconcile failed");
     ctx.metrics.reconcile_errors.inc();
     Action::requeue(ERROR_REQUEUE)
-}
-
-/// Runs the controller until `shutdown` turns true; then lets in-flight
-/// attempts finish and be recorded for at most `settings.shutdown_grace`, and
-/// releases the Lease.
-pub async fn run(
-    client: Client,
-    dispatcher: Dispatcher,
-    settings: Settings,
-    admin: Admin,
-    shutdown: watch::Receiver<bool>,
-) -> Result<(), Error> {
-    let api: Api<PendingJob> = match &settings.namespace {
-        Some(namespace) => Api::namespaced(client.clone(), namespace),
-        None => Api::all(client.clone()),
-    };
-    if !wait_for_api(&api, shutdown.clone()).await {
-        return Ok(());
-    }
-    let leadership = match &settings.lease {
-        Some(lease) => Leadership::elect(client.clone(), lease).await?,
-        None => Leadership::always(),
-    };
-    tokio::spawn(report_leadership(leadership.is_leader.clone(), admin.metrics.clone()));
-    info!(namespace = ?settings.namespace, concurrency = settings.max_concurrent_dispatches, "controller starting");
-
-    let reporter = Reporter {
-        controller: FIELD_MANAGER.to_owned(),
-        instance: Some(settings.identity.clone()),
-    };
-    let ctx = Arc::new(Context {
-        recorder: Recorder::new(client.clone(), reporter),
-        client,
-        dispatcher,
-        writes: OwnWrites::default(),
-        metrics: admin.metrics.clone(),
-        is_leader: leadership.is_leader.clone(),
-    });
-    let config = controller::Config::default().concurrency(settings.max_concurrent_dispatches);
-    let controller = Controller::new(api, watcher::Config::default()).with_config(config);
-    let store = controller.store();
-    admin.set_store(store.clone());
-    let readiness = admin.clone();
-    tokio::spawn(async move {
-        // Re-poll: the store's readiness wakes only its latest waiter, and the
-        // controller itself waits on it too.
-        loop {
-            match tokio::time::timeout(READY_POLL, store.wait_until_ready()).await {
-                Ok(Ok(())) => {
-                    info!("controller cache synced; ready");
-                    readiness.set_ready(true);
-                    return;
-                }
-                Ok(Err(error)) => return warn!(%error, "controller cache never synced"),
-                Err(_) => {}
-            }
-        }
-    });
-
-    let stopping = signalled(shutdown.clone());
-    let controller = controller
-        .reconcile_all_on(leadership_gained(leadership.is_leader.clone()))
-        .graceful_shutdown_on(stopping)
-        .run(reconcile, error_policy, ctx.clone())
-        .for_each(|result| {
-            match result {
-                Ok(_) => {}
-                // A requeue for a job deleted meanwhile: nothing left to do.
-                Err(controller::Error::ObjectNotFound(job)) => {
-                    debug!(%job, "job deleted before its requeue");
-                    ctx.writes
-                        .forget(&(job.namespace.clone().unwrap_or_default(), job.name.clone()));
-                }
-                Err(error) => warn!(%error, "controller"),
-            }
-            std::future::ready(())
-        });
-    let grace = settings.shutdown_grace;
-    let grace_elapsed = async {
-        signalled(shutdown.clone()).await;
-        admin.set_ready(false);
-        info!(?grace, "shutting down: no new attempts; waiting for in-flight ones");
-        tokio::time::sleep(grace).await;
-    };
-    tokio::select! {
-        () = controller => info!("controller stopped"),
-        () = grace_elapsed => warn!(?grace, "grace period over with attempts still in flight; they will be retried"),
-    }
-    admin.set_ready(false);
-    leadership.release(LEASE_RELEASE_TIMEOUT).await;
-    Ok(())
-}
-
-/// Waits until PendingJobs can be listed (the CRD is installed and the API
-/// server answers). Returns false if `shutdown` came first.
-async fn wait_for_api(api: &Api<PendingJob>, shutdown: watch::Receiver<bool>) -> bool {
-    let stop = signalled(shutdown);
-    tokio::pin!(stop);
-    loop {
-        match api.list(&ListParams::default().limit(1)).await {
-            Ok(_) => return true,
-            Err(error) => warn!(
-                %error,
-                "cannot list PendingJobs (is the CRD installed? `kubectl apply --server-side -k crds/`); retrying"
-            ),
-        }
-        tokio::select! {
-            () = &mut stop => return false,
-            () = tokio::time::sleep(STARTUP_RETRY) => {}
-        }
-    }
-}
-
-/// Resolves once `shutdown` is true (or its sender is gone).
-async fn signalled(mut shutdown: watch::Receiver<bool>) {
-    let _ = shutdown.wait_for(|stop| *stop).await;
-}
-
-/// One item each time this instance becomes the leader.
-fn leadership_gained(is_leader: watch::Receiver<bool>) -> impl Stream<Item = ()> + Send {
-    futures::stream::unfold(is_leader, |mut is_leader| async move {
-        loop {
-            is_leader.changed().await.ok()?;
-            if *is_leader.borrow_and_update() {
-                return Some(((), is_leader));
-            }
-        }
-    })
-}
-
-/// Keeps the leader gauge and the log in step with the election.
-async fn report_leadership(mut is_leader: watch::Receiver<bool>, metrics: Arc<Metrics>) {
-    loop {
-        let leading = *is_leader.borrow_and_update();
-        metrics.leader.set(i64::from(leading));
-        info!(leader = leading, "leadership");
-        if is_leader.changed().await.is_err() {
-            metrics.leader.set(0);
-            return;
-        }
-    }
 }
 
 #[cfg(test)]

@@ -9,6 +9,7 @@
 //! - [`leader`] - leader election on a Lease.
 //! - [`metrics`] - Prometheus metrics.
 //! - [`admin`] - the `/healthz`, `/readyz` and `/metrics` server.
+//! - [`operator`] - the process around the controller: start-up, election, shutdown.
 //! - [`mock_api2`] - the flaky "API 2" used by the demo and the tests.
 //! - [`telemetry`] - logging.
 
@@ -21,4 +22,5 @@ pub mod leader;
 pub mod lifecycle;
 pub mod metrics;
 pub mod mock_api2;
+pub mod operator;
 pub mod telemetry;

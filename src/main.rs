@@ -7,10 +7,10 @@ use std::time::Duration;
 
 use clap::{ArgAction, Args, Parser, Subcommand};
 use pendingjob_operator::admin::Admin;
-use pendingjob_operator::controller::{self, Settings};
 use pendingjob_operator::crd;
 use pendingjob_operator::dispatch::Dispatcher;
 use pendingjob_operator::leader::LeaseSettings;
+use pendingjob_operator::operator::{self, Settings};
 use pendingjob_operator::telemetry::{self, LogFormat};
 use tokio::sync::{oneshot, watch};
 
@@ -147,7 +147,7 @@ async fn run(args: RunArgs) -> ExitCode {
         lease,
         identity,
     };
-    let result = controller::run(client, dispatcher, settings, admin, shutdown_on_signal()).await;
+    let result = operator::run(client, dispatcher, settings, admin, shutdown_on_signal()).await;
     let _ = stop_admin.send(());
     let _ = server.await;
     match result {

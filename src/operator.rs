@@ -1,0 +1,186 @@
+//! The operator process around the reconciler: wait for the API, join the
+//! leader election, run the controller, report readiness, and shut down
+//! gracefully.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::{Stream, StreamExt};
+use kube::api::ListParams;
+use kube::runtime::controller::{self, Controller};
+use kube::runtime::watcher;
+use kube::{Api, Client};
+use tokio::sync::watch;
+use tracing::{debug, info, warn};
+
+use crate::admin::Admin;
+use crate::controller::{Context, error_policy, reconcile};
+use crate::crd::PendingJob;
+use crate::dispatch::Dispatcher;
+use crate::leader::{Leadership, LeaseSettings};
+use crate::metrics::Metrics;
+
+/// How often to retry listing PendingJobs at start-up (no CRD yet, API down).
+const STARTUP_RETRY: Duration = Duration::from_secs(5);
+/// How often the readiness task re-checks the controller's cache.
+const READY_POLL: Duration = Duration::from_millis(200);
+/// How long to wait for the Lease to be released on exit.
+const LEASE_RELEASE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Failure to run the operator.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// Joining the leader election failed.
+    #[error("joining the leader election: {0}")]
+    Lease(#[from] kube_lease_manager::LeaseManagerError),
+}
+
+/// What `run` needs to know.
+#[derive(Clone, Debug)]
+pub struct Settings {
+    /// Only watch this namespace; all namespaces when `None`.
+    pub namespace: Option<String>,
+    /// Most reconciles (and so HTTP calls) in flight at once.
+    pub max_concurrent_dispatches: u16,
+    /// After SIGTERM, how long in-flight attempts may take to finish and be recorded.
+    pub shutdown_grace: Duration,
+    /// Leader election; `None` runs as the only instance.
+    pub lease: Option<LeaseSettings>,
+    /// This instance's name, in Events and the Lease.
+    pub identity: String,
+}
+
+/// Runs the controller until `shutdown` turns true; then lets in-flight
+/// attempts finish and be recorded for at most `settings.shutdown_grace`, and
+/// releases the Lease.
+pub async fn run(
+    client: Client,
+    dispatcher: Dispatcher,
+    settings: Settings,
+    admin: Admin,
+    shutdown: watch::Receiver<bool>,
+) -> Result<(), Error> {
+    let api: Api<PendingJob> = match &settings.namespace {
+        Some(namespace) => Api::namespaced(client.clone(), namespace),
+        None => Api::all(client.clone()),
+    };
+    if !wait_for_api(&api, shutdown.clone()).await {
+        return Ok(());
+    }
+    let leadership = match &settings.lease {
+        Some(lease) => Leadership::elect(client.clone(), lease).await?,
+        None => Leadership::always(),
+    };
+    tokio::spawn(report_leadership(leadership.is_leader.clone(), admin.metrics.clone()));
+    info!(namespace = ?settings.namespace, concurrency = settings.max_concurrent_dispatches, "controller starting");
+
+    let ctx = Arc::new(Context::new(
+        client,
+        dispatcher,
+        admin.metrics.clone(),
+        &settings.identity,
+        leadership.is_leader.clone(),
+    ));
+    let config = controller::Config::default().concurrency(settings.max_concurrent_dispatches);
+    let controller = Controller::new(api, watcher::Config::default()).with_config(config);
+    let store = controller.store();
+    admin.set_store(store.clone());
+    let readiness = admin.clone();
+    tokio::spawn(async move {
+        // Re-poll: the store's readiness wakes only its latest waiter, and the
+        // controller itself waits on it too.
+        loop {
+            match tokio::time::timeout(READY_POLL, store.wait_until_ready()).await {
+                Ok(Ok(())) => {
+                    info!("controller cache synced; ready");
+                    readiness.set_ready(true);
+                    return;
+                }
+                Ok(Err(error)) => return warn!(%error, "controller cache never synced"),
+                Err(_) => {}
+            }
+        }
+    });
+
+    let stopping = signalled(shutdown.clone());
+    let controller = controller
+        .reconcile_all_on(leadership_gained(leadership.is_leader.clone()))
+        .graceful_shutdown_on(stopping)
+        .run(reconcile, error_policy, ctx.clone())
+        .for_each(|result| {
+            match result {
+                Ok(_) => {}
+                // A requeue for a job deleted meanwhile: nothing left to do.
+                Err(controller::Error::ObjectNotFound(job)) => {
+                    debug!(%job, "job deleted before its requeue");
+                    ctx.forget_deleted(job.namespace.as_deref().unwrap_or_default(), &job.name);
+                }
+                Err(error) => warn!(%error, "controller"),
+            }
+            std::future::ready(())
+        });
+    let grace = settings.shutdown_grace;
+    let grace_elapsed = async {
+        signalled(shutdown.clone()).await;
+        admin.set_ready(false);
+        info!(?grace, "shutting down: no new attempts; waiting for in-flight ones");
+        tokio::time::sleep(grace).await;
+    };
+    tokio::select! {
+        () = controller => info!("controller stopped"),
+        () = grace_elapsed => warn!(?grace, "grace period over with attempts still in flight; they will be retried"),
+    }
+    admin.set_ready(false);
+    leadership.release(LEASE_RELEASE_TIMEOUT).await;
+    Ok(())
+}
+
+/// Waits until PendingJobs can be listed (the CRD is installed and the API
+/// server answers). Returns false if `shutdown` came first.
+async fn wait_for_api(api: &Api<PendingJob>, shutdown: watch::Receiver<bool>) -> bool {
+    let stop = signalled(shutdown);
+    tokio::pin!(stop);
+    loop {
+        match api.list(&ListParams::default().limit(1)).await {
+            Ok(_) => return true,
+            Err(error) => warn!(
+                %error,
+                "cannot list PendingJobs (is the CRD installed? `kubectl apply --server-side -k crds/`); retrying"
+            ),
+        }
+        tokio::select! {
+            () = &mut stop => return false,
+            () = tokio::time::sleep(STARTUP_RETRY) => {}
+        }
+    }
+}
+
+/// Resolves once `shutdown` is true (or its sender is gone).
+async fn signalled(mut shutdown: watch::Receiver<bool>) {
+    let _ = shutdown.wait_for(|stop| *stop).await;
+}
+
+/// One item each time this instance becomes the leader.
+fn leadership_gained(is_leader: watch::Receiver<bool>) -> impl Stream<Item = ()> + Send {
+    futures::stream::unfold(is_leader, |mut is_leader| async move {
+        loop {
+            is_leader.changed().await.ok()?;
+            if *is_leader.borrow_and_update() {
+                return Some(((), is_leader));
+            }
+        }
+    })
+}
+
+/// Keeps the leader gauge and the log in step with the election.
+async fn report_leadership(mut is_leader: watch::Receiver<bool>, metrics: Arc<Metrics>) {
+    loop {
+        let leading = *is_leader.borrow_and_update();
+        metrics.leader.set(i64::from(leading));
+        info!(leader = leading, "leadership");
+        if is_leader.changed().await.is_err() {
+            metrics.leader.set(0);
+            return;
+        }
+    }
+}
