@@ -10,51 +10,19 @@ use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::rbac::v1::{ClusterRole, PolicyRule, Role};
 use kube::Api;
-use pendingjob_operator::crd::{PendingJob, PendingJobStatus, Phase};
+use pendingjob_operator::crd::Phase;
 
+use crate::jobs::{SOON, apply, job, job_yaml, status, wait_status};
 use crate::support::{
     MockApi2, Operator, TestEnv, http_get, install_crds, kubeconfig_file, kubectl, kubectl_stdin, repo_path,
     unique_name, wait_until,
 };
 
-const SOON: Duration = Duration::from_secs(30);
-
-fn job_yaml(name: &str, url: &str, extra_spec: &str) -> String {
-    format!(
-        "apiVersion: pendingjob.dev/v1alpha1\nkind: PendingJob\nmetadata:\n  name: {name}\nspec:\n  target:\n    url: {url}\n  payload:\n    name: {name}\n  retryPolicy:\n    initialDelaySeconds: 1\n    multiplier: 2\n    maxDelaySeconds: 4\n{extra_spec}"
-    )
-}
-
-fn apply(env: &TestEnv, yaml: &str) {
-    let out = kubectl_stdin(&["apply", "--namespace", &env.namespace, "-f", "-"], yaml);
-    assert!(
-        out.status.success(),
-        "kubectl apply: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-async fn status(env: &TestEnv, name: &str) -> PendingJobStatus {
-    let job = env.api::<PendingJob>().get(name).await.expect("get PendingJob");
-    job.status.unwrap_or_default()
-}
-
-async fn wait_status(
-    env: &TestEnv,
-    name: &str,
-    what: &str,
-    ok: impl Fn(&PendingJobStatus) -> bool,
-) -> PendingJobStatus {
-    wait_until(&format!("{name}: {what}"), SOON, || async {
-        let status = status(env, name).await;
-        ok(&status).then_some(status)
-    })
-    .await
-}
+/// A quick schedule: 1 s, 2 s, 4 s, 4 s …
+const POLICY: &str = "initialDelaySeconds: 1\n    multiplier: 2\n    maxDelaySeconds: 4";
 
 async fn uid(env: &TestEnv, name: &str) -> String {
-    let job = env.api::<PendingJob>().get(name).await.expect("get PendingJob");
-    job.metadata.uid.expect("uid")
+    job(env, name).await.metadata.uid.expect("uid")
 }
 
 /// `kubectl apply --server-side -k deploy/`, once per test process.
@@ -279,7 +247,7 @@ async fn the_seed_scenario_runs_with_only_the_deploy_service_account() {
         "  target:\n    url: {}\n    headers:\n      X-Trace: {secretish}\n",
         api2.simulate_url()
     );
-    let manifest = job_yaml("hello", &api2.simulate_url(), "")
+    let manifest = job_yaml("hello", &api2.simulate_url(), POLICY)
         .replace(&format!("  target:\n    url: {}\n", api2.simulate_url()), &extra);
     let payload_secret = "payload-value-not-for-logs";
     let manifest = manifest.replace(
@@ -287,8 +255,8 @@ async fn the_seed_scenario_runs_with_only_the_deploy_service_account() {
         &format!("    name: hello\n    note: {payload_secret}\n"),
     );
     assert!(manifest.contains(payload_secret));
-    apply(&env, &manifest);
-    wait_status(&env, "hello", "2 attempts", |s| s.attempts >= 2).await;
+    apply(&env, &manifest).await;
+    wait_status(&env, "hello", "2 attempts", SOON, |s| s.attempts >= 2).await;
     api2.toggle().await;
     let waited = env.kubectl(&["wait", "--for=condition=Succeeded", "pendingjob/hello", "--timeout=30s"]);
     assert!(waited.status.success(), "{waited:?}\n{}", operator.log_text());
@@ -356,11 +324,11 @@ async fn two_replicas_one_dispatcher_and_a_takeover_after_sigkill() {
 
     let names: Vec<String> = (0..4).map(|n| format!("job-{n}")).collect();
     for name in &names {
-        apply(&env, &job_yaml(name, &api2.simulate_url(), ""));
+        apply(&env, &job_yaml(name, &api2.simulate_url(), POLICY)).await;
     }
     let mut before = Vec::new();
     for name in &names {
-        before.push(wait_status(&env, name, "3 attempts", |s| s.attempts >= 3).await);
+        before.push(wait_status(&env, name, "3 attempts", SOON, |s| s.attempts >= 3).await);
     }
     for name in &names {
         let status = status(&env, name).await;
@@ -397,7 +365,7 @@ async fn two_replicas_one_dispatcher_and_a_takeover_after_sigkill() {
 
     api2.toggle().await;
     for (name, before) in names.iter().zip(&before) {
-        let done = wait_status(&env, name, "Succeeded", |s| s.phase == Phase::Succeeded).await;
+        let done = wait_status(&env, name, "Succeeded", SOON, |s| s.phase == Phase::Succeeded).await;
         assert!(done.retry_count >= before.retry_count, "{name}: retryCount went back");
         let calls = api2.calls_for(&uid(&env, name).await).await;
         assert_eq!(
@@ -420,7 +388,7 @@ async fn sigterm_lets_the_in_flight_attempt_finish_and_be_recorded() {
         &env.namespace,
         &["--shutdown-grace-seconds", "10", "--lease-name", "sigterm"],
     );
-    apply(&env, &job_yaml("slow", &api2.simulate_url(), ""));
+    apply(&env, &job_yaml("slow", &api2.simulate_url(), POLICY)).await;
     wait_until("the call to be in flight", SOON, || async {
         (api2.stats().await.total_requests == 1).then_some(())
     })

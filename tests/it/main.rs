@@ -3,6 +3,7 @@
 
 mod control_plane;
 mod deploy;
+mod jobs;
 mod operator;
 mod support;
 mod validation;

@@ -8,61 +8,14 @@ use futures::TryStreamExt;
 use jiff::Timestamp;
 use kube::api::{DeleteParams, Patch, PatchParams};
 use kube::runtime::{WatchStreamExt, watcher};
-use pendingjob_operator::crd::{PendingJob, PendingJobStatus, Phase};
+use pendingjob_operator::crd::{PendingJob, Phase};
 
-use crate::support::{MockApi2, Operator, TestEnv, install_crds, kubectl_stdin, wait_until};
-
-/// Upper bound for anything the operator should do promptly.
-const SOON: Duration = Duration::from_secs(30);
-
-/// A job manifest for `url` with the given `retryPolicy` lines (YAML, indented by 4).
-fn job_yaml(name: &str, url: &str, retry_policy: &str) -> String {
-    format!(
-        "apiVersion: pendingjob.dev/v1alpha1\nkind: PendingJob\nmetadata:\n  name: {name}\nspec:\n  target:\n    url: {url}\n  payload:\n    name: {name}\n  retryPolicy:\n    {retry_policy}\n"
-    )
-}
+use crate::jobs::{SOON, apply, job_yaml, status, wait_status};
+use crate::support::{MockApi2, Operator, TestEnv, install_crds, wait_until};
 
 async fn setup(name: &str) -> TestEnv {
     install_crds();
     TestEnv::new(name).await
-}
-
-/// `kubectl apply` of `yaml` in the test namespace; returns the job's UID.
-async fn apply(env: &TestEnv, yaml: &str) -> String {
-    let out = kubectl_stdin(&["apply", "--namespace", &env.namespace, "-f", "-"], yaml);
-    assert!(
-        out.status.success(),
-        "kubectl apply failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let name = yaml
-        .lines()
-        .find_map(|l| l.strip_prefix("  name: "))
-        .expect("manifest has metadata.name");
-    job(env, name).await.metadata.uid.expect("uid")
-}
-
-async fn job(env: &TestEnv, name: &str) -> PendingJob {
-    env.api::<PendingJob>().get(name).await.expect("get PendingJob")
-}
-
-async fn status(env: &TestEnv, name: &str) -> PendingJobStatus {
-    job(env, name).await.status.unwrap_or_default()
-}
-
-/// Waits until the job's status satisfies `ok`, and returns it.
-async fn wait_status(
-    env: &TestEnv,
-    name: &str,
-    what: &str,
-    timeout: Duration,
-    ok: impl Fn(&PendingJobStatus) -> bool,
-) -> PendingJobStatus {
-    wait_until(&format!("{name}: {what}"), timeout, || async {
-        let status = status(env, name).await;
-        ok(&status).then_some(status)
-    })
-    .await
 }
 
 /// Intervals between consecutive arrivals, in seconds.
