@@ -1,6 +1,5 @@
 //! The admin HTTP server: `/healthz`, `/readyz` and `/metrics`.
 
-use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
 
@@ -10,7 +9,6 @@ use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
 use axum::routing::get;
 use kube::runtime::reflector::Store;
-use tokio::net::TcpListener;
 
 use crate::crd::PendingJob;
 use crate::metrics::Metrics;
@@ -42,17 +40,6 @@ impl Admin {
             .route("/readyz", get(readyz))
             .route("/metrics", get(metrics))
             .with_state(self)
-    }
-
-    /// Serves on `listener` until `shutdown` completes.
-    pub async fn serve(
-        self,
-        listener: TcpListener,
-        shutdown: impl Future<Output = ()> + Send + 'static,
-    ) -> std::io::Result<()> {
-        axum::serve(listener, self.router())
-            .with_graceful_shutdown(shutdown)
-            .await
     }
 }
 

@@ -125,9 +125,10 @@ async fn run(args: RunArgs) -> ExitCode {
         .local_addr()
         .map_or_else(|_| args.admin_listen.to_string(), |a| a.to_string());
     tracing::info!(%address, "admin server listening");
-    let server = tokio::spawn(admin.clone().serve(listener, async move {
+    let serve = axum::serve(listener, admin.clone().router()).with_graceful_shutdown(async move {
         let _ = admin_stopped.await;
-    }));
+    });
+    let server = tokio::spawn(async move { serve.await });
 
     let identity = args.identity.unwrap_or_else(default_identity);
     let lease = args.leader_election.then(|| LeaseSettings {

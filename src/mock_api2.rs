@@ -11,7 +11,6 @@
 //! Every request to `/api2/simulate` is counted, whatever the answer.
 
 use std::collections::{BTreeMap, VecDeque};
-use std::future::Future;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -21,7 +20,6 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
-use tokio::net::TcpListener;
 
 use crate::dispatch::IDEMPOTENCY_KEY;
 
@@ -151,17 +149,6 @@ impl Api2 {
             .route("/api2/stats", get(stats))
             .route("/api2/config", get(config).put(update_config))
             .with_state(self)
-    }
-
-    /// Serves on `listener` until `shutdown` completes.
-    pub async fn serve(
-        self,
-        listener: TcpListener,
-        shutdown: impl Future<Output = ()> + Send + 'static,
-    ) -> std::io::Result<()> {
-        axum::serve(listener, self.router())
-            .with_graceful_shutdown(shutdown)
-            .await
     }
 }
 

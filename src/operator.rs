@@ -8,6 +8,7 @@ use std::time::Duration;
 use futures::{Stream, StreamExt};
 use kube::api::ListParams;
 use kube::runtime::controller::{self, Controller};
+use kube::runtime::reflector::Store;
 use kube::runtime::watcher;
 use kube::{Api, Client};
 use tokio::sync::watch;
@@ -85,22 +86,7 @@ pub async fn run(
     let controller = Controller::new(api, watcher::Config::default()).with_config(config);
     let store = controller.store();
     admin.set_store(store.clone());
-    let readiness = admin.clone();
-    tokio::spawn(async move {
-        // Re-poll: the store's readiness wakes only its latest waiter, and the
-        // controller itself waits on it too.
-        loop {
-            match tokio::time::timeout(READY_POLL, store.wait_until_ready()).await {
-                Ok(Ok(())) => {
-                    info!("controller cache synced; ready");
-                    readiness.set_ready(true);
-                    return;
-                }
-                Ok(Err(error)) => return warn!(%error, "controller cache never synced"),
-                Err(_) => {}
-            }
-        }
-    });
+    tokio::spawn(mark_ready_when_synced(store, admin.clone()));
 
     let stopping = signalled(shutdown.clone());
     let controller = controller
@@ -151,6 +137,22 @@ async fn wait_for_api(api: &Api<PendingJob>, shutdown: watch::Receiver<bool>) ->
         tokio::select! {
             () = &mut stop => return false,
             () = tokio::time::sleep(STARTUP_RETRY) => {}
+        }
+    }
+}
+
+/// Reports ready on `/readyz` once the controller's cache has synced.
+async fn mark_ready_when_synced(store: Store<PendingJob>, admin: Admin) {
+    // Re-poll: the store's readiness wakes only its latest waiter, and the
+    // controller itself waits on it too.
+    loop {
+        match tokio::time::timeout(READY_POLL, store.wait_until_ready()).await {
+            Ok(Ok(())) => {
+                info!("controller cache synced; ready");
+                return admin.set_ready(true);
+            }
+            Ok(Err(error)) => return warn!(%error, "controller cache never synced"),
+            Err(_) => {}
         }
     }
 }

@@ -57,7 +57,10 @@ async fn main() -> ExitCode {
     // The first stdout line tells scripts and tests the port that was picked.
     println!("mock-api2 listening on http://{addr} (fail={})", knobs.fail);
     let _ = std::io::stdout().flush();
-    match Api2::new(knobs).serve(listener, shutdown_signal()).await {
+    match axum::serve(listener, Api2::new(knobs).router())
+        .with_graceful_shutdown(shutdown_signal())
+        .await
+    {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("mock-api2: {e}");
