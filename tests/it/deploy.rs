@@ -359,8 +359,10 @@ async fn two_replicas_one_dispatcher_and_a_takeover_after_sigkill() {
         takeover.as_secs_f64()
     );
     assert!(
-        takeover <= Duration::from_secs(5),
-        "takeover took {takeover:?}, over the 4 s lease (+1 s polling)"
+        // The Lease expires at most 4 s after the kill; allow the standby's
+        // next look at it and the API round trips.
+        takeover <= Duration::from_secs(6),
+        "takeover took {takeover:?}, over the 4 s Lease (+2 s)"
     );
 
     api2.toggle().await;
