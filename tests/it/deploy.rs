@@ -425,7 +425,11 @@ async fn readyz_is_ready_only_once_the_controller_runs() {
         .expect("free port")
         .port();
     let nowhere = kubeconfig_file("unused", Some(&format!("https://127.0.0.1:{port}")));
-    let stuck = Operator::start_with_kubeconfig(&env.namespace, &["--leader-election", "false"], Some(&nowhere));
+    let stuck = Operator::start_with_kubeconfig(
+        &env.namespace,
+        &["--leader-election", "false", "--log-format", "json"],
+        Some(&nowhere),
+    );
     let stuck_admin = stuck.admin_url().await;
     wait_until("the start-up check to fail once", SOON, || async {
         stuck.log_text().contains("cannot list PendingJobs").then_some(())
@@ -436,6 +440,11 @@ async fn readyz_is_ready_only_once_the_controller_runs() {
         (200, "ok".to_owned())
     );
     assert_eq!(http_get(&format!("{stuck_admin}/readyz")).await.0, 503);
+    // --log-format json: every line is a JSON object.
+    for line in stuck.log_text().lines() {
+        let parsed: serde_json::Value = serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}"));
+        assert!(parsed["fields"]["message"].is_string(), "{line}");
+    }
 
     let running = Operator::start(&env.namespace, &[]);
     let admin = running.admin_url().await;

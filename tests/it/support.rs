@@ -364,12 +364,16 @@ impl Operator {
             "the operator's admin server address",
             Duration::from_secs(10),
             || async {
-                self.log_text()
-                    .lines()
-                    .find(|l| l.contains("admin server listening"))
-                    .and_then(|l| l.split("address=").nth(1))
-                    .and_then(|rest| rest.split_whitespace().next())
-                    .map(|address| format!("http://{address}"))
+                // `address=127.0.0.1:N` in text logs, `"address":"127.0.0.1:N"` in JSON.
+                let log = self.log_text();
+                let line = log.lines().find(|l| l.contains("admin server listening"))?;
+                let port: String = line
+                    .split("127.0.0.1:")
+                    .nth(1)?
+                    .chars()
+                    .take_while(char::is_ascii_digit)
+                    .collect();
+                Some(format!("http://127.0.0.1:{port}"))
             },
         )
         .await
