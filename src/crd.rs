@@ -277,8 +277,8 @@ pub fn crd() -> k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::
 }
 
 /// The CRD as YAML, as checked in at `crds/pendingjob.yaml`.
-pub fn crd_yaml() -> Result<String, serde_yaml::Error> {
-    serde_yaml::to_string(&crd())
+pub fn crd_yaml() -> Result<String, serde_saphyr::ser::Error> {
+    serde_saphyr::to_string(&crd())
 }
 
 #[cfg(test)]
@@ -297,6 +297,12 @@ mod tests {
             checked_in("pendingjob.yaml") == generated,
             "crds/pendingjob.yaml has drifted from the Rust types; regenerate it with `make crds`"
         );
+    }
+
+    #[test]
+    fn checked_in_crd_parses_back_to_the_same_object() {
+        let parsed: serde_json::Value = serde_saphyr::from_str(&checked_in("pendingjob.yaml")).expect("YAML");
+        assert_eq!(parsed, serde_json::to_value(crd()).expect("CRD as JSON"));
     }
 
     #[test]

@@ -43,11 +43,9 @@ fn install_deploy() {
 }
 
 /// The documents of a YAML file under `deploy/`.
-fn deploy_documents(file: &str) -> Vec<serde_yaml::Value> {
+fn deploy_documents(file: &str) -> Vec<serde_json::Value> {
     let text = std::fs::read_to_string(repo_path("deploy").join(file)).expect("reading deploy/");
-    serde_yaml::Deserializer::from_str(&text)
-        .map(|doc| serde::Deserialize::deserialize(doc).expect("YAML document"))
-        .collect()
+    serde_saphyr::from_multiple(&text).expect("YAML documents")
 }
 
 fn deploy_object<T: serde::de::DeserializeOwned>(file: &str, kind: &str, name: &str) -> T {
@@ -55,7 +53,7 @@ fn deploy_object<T: serde::de::DeserializeOwned>(file: &str, kind: &str, name: &
         .into_iter()
         .find(|d| d["kind"].as_str() == Some(kind) && d["metadata"]["name"].as_str() == Some(name))
         .unwrap_or_else(|| panic!("{kind} {name} in deploy/{file}"));
-    serde_yaml::from_value(doc).expect("typed object")
+    serde_json::from_value(doc).expect("typed object")
 }
 
 async fn lease_holder(env: &TestEnv, lease: &str) -> Option<String> {
