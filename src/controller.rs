@@ -19,7 +19,7 @@ use tracing::{debug, info, warn};
 use crate::backoff;
 use crate::crd::{PendingJob, PendingJobStatus, Phase};
 use crate::dispatch::Dispatcher;
-use crate::lifecycle::{self, Attempt, Decision, Outcome};
+use crate::lifecycle::{self, Attempt, Decision};
 use crate::metrics::Metrics;
 
 /// Field manager of the operator's server-side-apply status writes.
@@ -161,7 +161,7 @@ pub async fn reconcile(job: Arc<PendingJob>, ctx: Arc<Context>) -> Result<Action
         jitter_unit: backoff::jitter_unit(&uid, status.attempts),
     };
     let next = lifecycle::record(&status, &attempt, &outcome);
-    log_attempt(&namespace, &name, &next, &outcome);
+    log_attempt(&namespace, &name, &next);
 
     let api: Api<PendingJob> = Api::namespaced(ctx.client.clone(), &namespace);
     match write_status(&api, &name, &next).await {
@@ -198,12 +198,12 @@ async fn write_status(api: &Api<PendingJob>, name: &str, status: &PendingJobStat
         .map(|_| ())
 }
 
-fn log_attempt(namespace: &str, name: &str, status: &PendingJobStatus, outcome: &Outcome) {
+fn log_attempt(namespace: &str, name: &str, status: &PendingJobStatus) {
     let code = status.last_status_code;
     let attempts = status.attempts;
-    match (status.phase, outcome) {
-        (Phase::Succeeded, _) => info!(%namespace, %name, attempts, ?code, "delivered"),
-        (Phase::Failed, _) => {
+    match status.phase {
+        Phase::Succeeded => info!(%namespace, %name, attempts, ?code, "delivered"),
+        Phase::Failed => {
             warn!(%namespace, %name, attempts, ?code, error = ?status.last_error, "given up")
         }
         _ => info!(
@@ -218,35 +218,18 @@ fn log_attempt(namespace: &str, name: &str, status: &PendingJobStatus, outcome: 
 /// One Event per attempt, so that `kubectl describe pendingjob` tells the
 /// story. Losing an Event is not worth failing the reconcile over.
 async fn publish_event(recorder: &Recorder, job: &PendingJob, status: &PendingJobStatus) {
-    let error = status.last_error.as_deref().unwrap_or_default();
-    let (type_, reason, note) = match status.phase {
-        Phase::Succeeded => (
-            EventType::Normal,
-            "Delivered",
-            format!(
-                "the target answered HTTP {} on attempt {}",
-                status.last_status_code.unwrap_or_default(),
-                status.attempts
-            ),
-        ),
-        Phase::Failed => (
-            EventType::Warning,
-            "GaveUp",
-            format!("gave up after attempt {}: {error}", status.attempts),
-        ),
-        Phase::Retrying | Phase::Pending => {
-            let due = status
-                .next_retry_time
-                .as_ref()
-                .map(|t| t.0.to_string())
-                .unwrap_or_default();
-            (
-                EventType::Warning,
-                "AttemptFailed",
-                format!("attempt {} failed: {error}; next retry at {due}", status.attempts),
-            )
-        }
+    // The note is the message of the condition this attempt set.
+    let (type_, reason, condition) = match status.phase {
+        Phase::Succeeded => (EventType::Normal, "Delivered", lifecycle::SUCCEEDED),
+        Phase::Failed => (EventType::Warning, "GaveUp", lifecycle::FAILED),
+        Phase::Retrying | Phase::Pending => (EventType::Warning, "AttemptFailed", lifecycle::SUCCEEDED),
     };
+    let note = status
+        .conditions
+        .iter()
+        .find(|c| c.type_ == condition)
+        .map(|c| c.message.clone())
+        .unwrap_or_default();
     let event = Event {
         type_,
         reason: reason.to_owned(),

@@ -12,7 +12,7 @@ use k8s_openapi::api::rbac::v1::{ClusterRole, PolicyRule, Role};
 use kube::Api;
 use pendingjob_operator::crd::Phase;
 
-use crate::jobs::{SOON, apply, job, job_yaml, status, wait_status};
+use crate::jobs::{SOON, apply, job, job_yaml, setup, status, wait_status};
 use crate::support::{
     MockApi2, Operator, TestEnv, http_get, install_crds, kubeconfig_file, kubectl, kubectl_stdin, repo_path,
     unique_name, wait_until,
@@ -297,8 +297,7 @@ async fn the_seed_scenario_runs_with_only_the_deploy_service_account() {
 
 #[tokio::test]
 async fn two_replicas_one_dispatcher_and_a_takeover_after_sigkill() {
-    let env = TestEnv::new("ha").await;
-    install_crds();
+    let env = setup("ha").await;
     let api2 = MockApi2::start(&["--fail"]);
     let lease = [
         "--lease-name",
@@ -381,8 +380,7 @@ async fn two_replicas_one_dispatcher_and_a_takeover_after_sigkill() {
 
 #[tokio::test]
 async fn sigterm_lets_the_in_flight_attempt_finish_and_be_recorded() {
-    let env = TestEnv::new("sigterm").await;
-    install_crds();
+    let env = setup("sigterm").await;
     let api2 = MockApi2::start(&["--latency-ms", "3000"]);
     let mut operator = Operator::start(
         &env.namespace,
@@ -415,8 +413,7 @@ async fn sigterm_lets_the_in_flight_attempt_finish_and_be_recorded() {
 
 #[tokio::test]
 async fn readyz_is_ready_only_once_the_controller_runs() {
-    let env = TestEnv::new("readyz").await;
-    install_crds();
+    let env = setup("readyz").await;
     // An API server that does not answer: the process is alive, not ready.
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())

@@ -4,10 +4,16 @@ use std::time::Duration;
 
 use pendingjob_operator::crd::{PendingJob, PendingJobStatus};
 
-use crate::support::{TestEnv, kubectl_stdin, wait_until};
+use crate::support::{TestEnv, install_crds, kubectl_stdin, wait_until};
 
 /// Upper bound for anything the operator should do promptly.
 pub const SOON: Duration = Duration::from_secs(30);
+
+/// A fresh namespace on a cluster with the PendingJob API installed.
+pub async fn setup(name: &str) -> TestEnv {
+    install_crds();
+    TestEnv::new(name).await
+}
 
 /// A job manifest for `url` with the given `retryPolicy` lines (YAML, indented by 4).
 pub fn job_yaml(name: &str, url: &str, retry_policy: &str) -> String {

@@ -10,13 +10,8 @@ use kube::api::{DeleteParams, Patch, PatchParams};
 use kube::runtime::{WatchStreamExt, watcher};
 use pendingjob_operator::crd::{PendingJob, Phase};
 
-use crate::jobs::{SOON, apply, job_yaml, status, wait_status};
-use crate::support::{MockApi2, Operator, TestEnv, install_crds, wait_until};
-
-async fn setup(name: &str) -> TestEnv {
-    install_crds();
-    TestEnv::new(name).await
-}
+use crate::jobs::{SOON, apply, job_yaml, setup, status, wait_status};
+use crate::support::{MockApi2, Operator, wait_until};
 
 /// Intervals between consecutive arrivals, in seconds.
 fn intervals(arrivals: &[i64]) -> Vec<f64> {
@@ -91,7 +86,7 @@ async fn seed_scenario_backs_off_2_4_8_then_succeeds_once_api2_is_back() {
 async fn first_attempt_starts_within_a_second_of_apply() {
     let env = setup("prompt").await;
     let api2 = MockApi2::start(&[]);
-    let operator = Operator::start(&env.namespace, &[]);
+    let _operator = Operator::start(&env.namespace, &[]);
     // Warm up: the operator has started and watches once it delivers a job.
     apply(
         &env,
@@ -113,7 +108,6 @@ async fn first_attempt_starts_within_a_second_of_apply() {
         latency_ms < 1000,
         "first attempt came {latency_ms} ms after kubectl apply started"
     );
-    drop(operator);
 }
 
 #[tokio::test]

@@ -112,9 +112,14 @@ impl TestEnv {
     }
 }
 
-/// Runs `kubectl` (from `$KUBECTL`, else `PATH`) with `KUBECONFIG` as set.
+/// The `kubectl` to run: `$KUBECTL` (set by `make test`), else the one in `PATH`.
+fn kubectl_program() -> String {
+    std::env::var("KUBECTL").unwrap_or_else(|_| "kubectl".to_owned())
+}
+
+/// Runs `kubectl` with `KUBECONFIG` as set.
 pub fn kubectl(args: &[&str]) -> Output {
-    let program = std::env::var("KUBECTL").unwrap_or_else(|_| "kubectl".to_owned());
+    let program = kubectl_program();
     Command::new(&program)
         .args(args)
         .output()
@@ -204,7 +209,7 @@ pub fn install_crds() {
 /// Runs `kubectl` with `stdin` as its standard input.
 pub fn kubectl_stdin(args: &[&str], stdin: &str) -> Output {
     use std::io::Write as _;
-    let program = std::env::var("KUBECTL").unwrap_or_else(|_| "kubectl".to_owned());
+    let program = kubectl_program();
     let mut child = Command::new(&program)
         .args(args)
         .stdin(std::process::Stdio::piped())
@@ -261,17 +266,22 @@ impl MockApi2 {
         format!("{}/api2/simulate", self.base)
     }
 
-    /// `GET /api2/stats`.
-    pub async fn stats(&self) -> pendingjob_operator::mock_api2::Stats {
-        self.http
-            .get(format!("{}/api2/stats", self.base))
+    /// Sends `request` to API 2 and decodes its JSON answer.
+    async fn json<T: serde::de::DeserializeOwned>(&self, request: reqwest::RequestBuilder, what: &str) -> T {
+        request
             .send()
             .await
             .and_then(reqwest::Response::error_for_status)
-            .expect("GET /api2/stats")
+            .unwrap_or_else(|e| panic!("{what}: {e}"))
             .json()
             .await
-            .expect("stats JSON")
+            .unwrap_or_else(|e| panic!("{what}: {e}"))
+    }
+
+    /// `GET /api2/stats`.
+    pub async fn stats(&self) -> pendingjob_operator::mock_api2::Stats {
+        self.json(self.http.get(format!("{}/api2/stats", self.base)), "GET /api2/stats")
+            .await
     }
 
     /// Calls made with idempotency key `key`.
@@ -293,15 +303,11 @@ impl MockApi2 {
     /// `POST /api2/toggle`; returns the new failure mode.
     pub async fn toggle(&self) -> bool {
         let answer: serde_json::Value = self
-            .http
-            .post(format!("{}/api2/toggle", self.base))
-            .send()
-            .await
-            .and_then(reqwest::Response::error_for_status)
-            .expect("POST /api2/toggle")
-            .json()
-            .await
-            .expect("toggle JSON");
+            .json(
+                self.http.post(format!("{}/api2/toggle", self.base)),
+                "POST /api2/toggle",
+            )
+            .await;
         answer["fail"].as_bool().expect("toggle answers {\"fail\": bool}")
     }
 }

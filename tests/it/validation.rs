@@ -5,7 +5,8 @@ use std::time::Duration;
 
 use pendingjob_operator::crd::{Jitter, Method, PendingJob};
 
-use crate::support::{TestEnv, install_crds, kubectl_stdin, wait_until};
+use crate::jobs::setup;
+use crate::support::{TestEnv, kubectl_stdin, wait_until};
 
 /// A valid job, with `target` and `extra` spliced in as YAML under `spec:`.
 fn manifest(name: &str, target: &str, extra: &str) -> String {
@@ -28,8 +29,7 @@ fn apply(env: &TestEnv, yaml: &str, dry_run: bool) -> std::process::Output {
 
 #[tokio::test]
 async fn bad_manifests_are_refused_with_the_field_named() {
-    install_crds();
-    let env = TestEnv::new("invalid").await;
+    let env = setup("invalid").await;
     let big_payload = format!("  payload:\n    blob: \"{}\"\n", "x".repeat(200_000));
     // (what, target YAML, rest of spec YAML, text the error must contain)
     let cases: Vec<(&str, String, String, &str)> = vec![
@@ -207,8 +207,7 @@ async fn bad_manifests_are_refused_with_the_field_named() {
 
 #[tokio::test]
 async fn a_minimal_job_gets_the_documented_defaults() {
-    install_crds();
-    let env = TestEnv::new("defaults").await;
+    let env = setup("defaults").await;
     // A payload of any JSON type is accepted; a string, here.
     let out = apply(&env, &manifest("minimal", TARGET, "  payload: just text\n"), false);
     assert!(out.status.success(), "{out:?}");
