@@ -46,6 +46,21 @@ pub fn retry_delay(policy: &RetryPolicy, failures: i32, retry_after: Option<Dura
     }
 }
 
+/// First delay before retrying a job whose reconcile failed on Kubernetes trouble.
+pub const ERROR_DELAY_INITIAL: Duration = Duration::from_secs(1);
+/// Longest delay between such retries.
+pub const ERROR_DELAY_MAX: Duration = Duration::from_secs(300);
+
+/// The delay before retrying a job after its `failures`-th consecutive
+/// infrastructure error (a failed status write, an unreachable API server):
+/// 1 s, 2 s, 4 s … capped at 5 min. Never overflows.
+pub fn error_delay(failures: u32) -> Duration {
+    let exponent = failures.saturating_sub(1).min(31);
+    ERROR_DELAY_INITIAL
+        .checked_mul(1 << exponent)
+        .map_or(ERROR_DELAY_MAX, |d| d.min(ERROR_DELAY_MAX))
+}
+
 /// A number in [0, 1) that is fixed for one job's n-th attempt.
 ///
 /// Jitter spreads the retries of many jobs; deriving it from the job's UID
@@ -108,6 +123,23 @@ mod tests {
             }
         }
         assert_eq!(next_delay(&policy(2, 300, 10), i32::MAX).as_secs(), 300);
+    }
+
+    #[test]
+    fn error_delay_table() {
+        let cases = [
+            (0, 1),
+            (1, 1),
+            (2, 2),
+            (3, 4),
+            (9, 256),
+            (10, 300),
+            (32, 300),
+            (u32::MAX, 300),
+        ];
+        for (failures, want) in cases {
+            assert_eq!(error_delay(failures).as_secs(), want, "failures={failures}");
+        }
     }
 
     #[test]

@@ -1,16 +1,31 @@
-//! Leader election through a `coordination.k8s.io` Lease (kube-lease-manager).
+//! Leader election on a `coordination.k8s.io` Lease, after client-go's
+//! `leaderelection`: a lease duration, a renew deadline and a retry period.
 //!
 //! Every instance runs the controller and keeps its cache warm; only the
-//! holder of the Lease dispatches. So a takeover costs one Lease expiry, not
-//! a cold start.
+//! leader dispatches. A leader that has not renewed for `renew_deadline`
+//! steps down, and since `renew_deadline < lease_duration` it has stopped
+//! before anyone else may take the Lease. Followers count the lease duration
+//! from when *they* last saw the Lease change, on their own monotonic clock,
+//! so no two clocks need to agree.
+//!
+//! kube-lease-manager, used before, keeps reporting leadership while its
+//! renewals fail, so it cannot give that guarantee; this module is the small
+//! part of client-go's algorithm we need, with its decision kept pure.
 
 use std::time::Duration;
 
-use kube::Client;
-use kube_lease_manager::{LeaseManagerBuilder, LeaseManagerError};
+use jiff::Timestamp;
+use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
+use kube::api::{ObjectMeta, PostParams};
+use kube::{Api, Client};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
+use tokio::time::Instant;
 use tracing::{info, warn};
+
+/// The shortest pause between two rounds of the election.
+const MIN_WAIT: Duration = Duration::from_millis(100);
 
 /// Where and how to hold the Lease.
 #[derive(Clone, Debug)]
@@ -21,80 +36,400 @@ pub struct LeaseSettings {
     pub namespace: String,
     /// This instance's identity in `holderIdentity`.
     pub identity: String,
-    /// Seconds a Lease stays valid after its last renewal.
-    pub duration_seconds: u64,
-    /// Seconds before expiry at which the holder renews.
-    pub grace_seconds: u64,
+    /// How long followers wait, from the last change they saw, before taking the Lease.
+    pub lease_duration: Duration,
+    /// How long a leader leads without a successful renewal; less than `lease_duration`.
+    pub renew_deadline: Duration,
+    /// How often to try to acquire or renew; less than `renew_deadline`.
+    pub retry_period: Duration,
 }
 
-/// Whether this instance may dispatch, now and as it changes.
+/// One span of leadership; each time this instance becomes the leader, a new one.
+pub type Term = u64;
+
+/// The current term and, under an election, when it ends unless renewed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Tenure {
+    /// The term.
+    pub term: Term,
+    /// The renew deadline; `None` without an election.
+    pub until: Option<Instant>,
+}
+
+impl Tenure {
+    fn is_valid(&self, now: Instant) -> bool {
+        self.until.is_none_or(|until| now < until)
+    }
+}
+
+/// Whether, and in which term, this instance may dispatch. Cheap to clone.
+#[derive(Clone, Debug)]
 pub struct Leadership {
-    /// `true` while this instance leads.
-    pub is_leader: watch::Receiver<bool>,
-    sender: watch::Sender<bool>,
-    election: Option<Election>,
-}
-
-/// The running election: the manager's task, and ours that follows it.
-struct Election {
-    manager: JoinHandle<Result<kube_lease_manager::LeaseManager, LeaseManagerError>>,
-    follower: JoinHandle<()>,
+    state: watch::Receiver<Option<Tenure>>,
 }
 
 impl Leadership {
-    /// No election: this instance always leads.
-    pub fn always() -> Self {
-        let (sender, is_leader) = watch::channel(true);
-        Self {
-            is_leader,
-            sender,
-            election: None,
+    /// The current term, if this instance leads at this very moment.
+    pub fn term(&self) -> Option<Term> {
+        self.state
+            .borrow()
+            .filter(|tenure| tenure.is_valid(Instant::now()))
+            .map(|tenure| tenure.term)
+    }
+
+    /// Resolves once `term` is over: stepped down, lost, or past its deadline.
+    pub async fn ended(&self, term: Term) {
+        let mut state = self.state.clone();
+        loop {
+            let current = *state.borrow_and_update();
+            let Some(tenure) = current.filter(|t| t.term == term && t.is_valid(Instant::now())) else {
+                return;
+            };
+            match tenure.until {
+                // Renewals push `until` on silently, so look again when it passes.
+                Some(until) => tokio::select! {
+                    changed = state.changed() => if changed.is_err() { return },
+                    () = tokio::time::sleep_until(until) => {}
+                },
+                None => {
+                    if state.changed().await.is_err() {
+                        return;
+                    }
+                }
+            }
         }
     }
 
-    /// Joins the election for the Lease in `settings`.
-    pub async fn elect(client: Client, settings: &LeaseSettings) -> Result<Self, LeaseManagerError> {
-        let manager = LeaseManagerBuilder::new(client, &settings.name)
-            .with_namespace(&settings.namespace)
-            .with_identity(&settings.identity)
-            .with_duration(settings.duration_seconds)
-            .with_grace(settings.grace_seconds)
-            .build()
-            .await?;
-        let (mut lease_state, manager) = manager.watch().await;
-        info!(lease = %settings.name, namespace = %settings.namespace, identity = %settings.identity, "joined leader election");
-        // The manager releases the Lease once its channel has no receiver left;
-        // following it from one task keeps that receiver in one place.
-        let (sender, is_leader) = watch::channel(false);
-        let follower_sender = sender.clone();
-        let follower = tokio::spawn(async move {
-            loop {
-                follower_sender.send_replace(*lease_state.borrow_and_update());
-                if lease_state.changed().await.is_err() {
-                    follower_sender.send_replace(false);
-                    return;
-                }
-            }
-        });
-        Ok(Self {
-            is_leader,
+    /// Notified whenever a term starts or ends.
+    pub fn subscribe(&self) -> watch::Receiver<Option<Tenure>> {
+        self.state.clone()
+    }
+}
+
+/// The running election, or none: what `run` stops on the way out.
+pub struct Election {
+    /// Who leads.
+    pub leadership: Leadership,
+    sender: watch::Sender<Option<Tenure>>,
+    running: Option<(watch::Sender<bool>, JoinHandle<()>)>,
+}
+
+impl Election {
+    /// No election: this instance always leads, in one endless term.
+    pub fn none() -> Self {
+        let (sender, state) = watch::channel(Some(Tenure { term: 1, until: None }));
+        Self {
+            leadership: Leadership { state },
             sender,
-            election: Some(Election { manager, follower }),
-        })
+            running: None,
+        }
+    }
+
+    /// Joins the election for the Lease in `settings`, with `client` (whose
+    /// calls must have a timeout).
+    pub fn join(client: Client, settings: LeaseSettings) -> Self {
+        let (sender, state) = watch::channel(None);
+        let (stop, stopped) = watch::channel(false);
+        info!(lease = %settings.name, namespace = %settings.namespace, identity = %settings.identity, "joining leader election");
+        let elector = Elector {
+            api: Api::namespaced(client, &settings.namespace),
+            settings,
+            observed: None,
+            term: 0,
+        };
+        let task = tokio::spawn(elector.run(sender.clone(), stopped));
+        Self {
+            leadership: Leadership { state },
+            sender,
+            running: Some((stop, task)),
+        }
     }
 
     /// Stops leading and gives the Lease up (when held), waiting at most `timeout`.
     pub async fn release(self, timeout: Duration) {
-        self.sender.send_replace(false);
-        let Some(Election { manager, follower }) = self.election else {
+        self.sender.send_replace(None);
+        let Some((stop, task)) = self.running else {
             return;
         };
-        follower.abort();
-        match tokio::time::timeout(timeout, manager).await {
-            Ok(Ok(Ok(_))) => info!("leader lease released"),
-            Ok(Ok(Err(error))) => warn!(%error, "releasing the leader lease"),
-            Ok(Err(error)) => warn!(%error, "leader election task"),
-            Err(_) => warn!("leader lease not released within {timeout:?}; it will expire"),
+        let _ = stop.send(true);
+        if tokio::time::timeout(timeout, task).await.is_err() {
+            warn!("leader lease not released within {timeout:?}; it will expire");
         }
+    }
+}
+
+/// What to do with the Lease, given what was last read of it. Pure.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Step {
+    /// There is no Lease: create it, held by us.
+    Create,
+    /// We hold it: renew it.
+    Renew,
+    /// Nobody holds it, or its holder stopped renewing: take it.
+    Acquire,
+    /// Someone else holds it and renews it: wait.
+    Follow,
+}
+
+/// Decides the next step from the Lease and from how long its record has
+/// been seen unchanged (`None`: just seen for the first time).
+pub fn next_step(lease: Option<&LeaseSpec>, me: &str, unchanged_for: Option<Duration>) -> Step {
+    let Some(spec) = lease else {
+        return Step::Create;
+    };
+    match spec.holder_identity.as_deref() {
+        Some(holder) if holder == me => Step::Renew,
+        None | Some("") => Step::Acquire,
+        Some(_) => {
+            if unchanged_for.is_some_and(|seen| seen >= lease_seconds(spec)) {
+                Step::Acquire
+            } else {
+                Step::Follow
+            }
+        }
+    }
+}
+
+/// The Lease record as last seen, and when it last changed (our clock).
+struct Observed {
+    spec: LeaseSpec,
+    since: Instant,
+}
+
+struct Elector {
+    api: Api<Lease>,
+    settings: LeaseSettings,
+    observed: Option<Observed>,
+    term: Term,
+}
+
+impl Elector {
+    async fn run(mut self, state: watch::Sender<Option<Tenure>>, mut stop: watch::Receiver<bool>) {
+        let renew_deadline = self.settings.renew_deadline;
+        loop {
+            let tenure = *state.borrow();
+            if tenure.is_some_and(|t| !t.is_valid(Instant::now())) {
+                warn!(?renew_deadline, "no renewal within the renew deadline; stepping down");
+                state.send_replace(None);
+            }
+            let started = Instant::now();
+            let deadline = state.borrow().and_then(|t| t.until);
+            let attempt = tokio::time::timeout(renew_deadline, self.try_acquire_or_renew());
+            // A renewal that hangs past the deadline must not keep us leading.
+            let result = tokio::select! {
+                result = attempt => Some(result),
+                () = sleep_until_opt(deadline) => None,
+                _ = stop.changed() => return self.release(&state).await,
+            };
+            match result {
+                None => continue,
+                Some(Ok(Ok(true))) => self.lead(&state, started + renew_deadline),
+                Some(Ok(Ok(false))) => {
+                    if state.send_replace(None).is_some() {
+                        warn!("the Lease is held by another instance; stepping down");
+                    }
+                }
+                Some(Ok(Err(error))) => warn!(%error, "leader election: reading or writing the Lease"),
+                Some(Err(_)) => warn!("leader election: the Lease call timed out"),
+            }
+            tokio::select! {
+                () = tokio::time::sleep(self.wait(&state)) => {}
+                _ = stop.changed() => return self.release(&state).await,
+            }
+        }
+    }
+
+    /// Starts a term, or extends the current one silently.
+    fn lead(&mut self, state: &watch::Sender<Option<Tenure>>, until: Instant) {
+        let started = state.send_if_modified(|tenure| match tenure {
+            Some(tenure) => {
+                tenure.until = Some(until);
+                false
+            }
+            None => {
+                self.term += 1;
+                *tenure = Some(Tenure {
+                    term: self.term,
+                    until: Some(until),
+                });
+                true
+            }
+        });
+        if started {
+            info!(term = self.term, "became the leader");
+        }
+    }
+
+    /// Until the next try: a retry period, but no later than our deadline
+    /// or the moment the holder's Lease runs out (and never a busy loop).
+    fn wait(&self, state: &watch::Sender<Option<Tenure>>) -> Duration {
+        let now = Instant::now();
+        let mut wait = self.settings.retry_period;
+        if let Some(until) = state.borrow().and_then(|t| t.until) {
+            wait = wait.min(until.saturating_duration_since(now));
+        }
+        if let Some(observed) = &self.observed {
+            let duration = lease_seconds(&observed.spec);
+            wait = wait.min((observed.since + duration).saturating_duration_since(now));
+        }
+        wait.max(MIN_WAIT)
+    }
+
+    async fn try_acquire_or_renew(&mut self) -> Result<bool, kube::Error> {
+        let name = self.settings.name.clone();
+        let current = self.api.get_opt(&name).await?;
+        let now = Instant::now();
+        let spec = current.as_ref().map(|l| l.spec.clone().unwrap_or_default());
+        let unchanged_for = spec.as_ref().and_then(|spec| self.observe(spec, now));
+        let step = next_step(spec.as_ref(), &self.settings.identity, unchanged_for);
+        let mut lease = match (step, current) {
+            (Step::Follow, _) => return Ok(false),
+            (_, Some(lease)) => lease,
+            (_, None) => Lease {
+                metadata: ObjectMeta {
+                    name: Some(name.clone()),
+                    ..ObjectMeta::default()
+                },
+                ..Lease::default()
+            },
+        };
+        let spec = lease.spec.get_or_insert_with(LeaseSpec::default);
+        let stamp = MicroTime(Timestamp::now());
+        if step != Step::Renew {
+            spec.holder_identity = Some(self.settings.identity.clone());
+            spec.acquire_time = Some(stamp.clone());
+            spec.lease_transitions = Some(spec.lease_transitions.unwrap_or(0) + i32::from(step == Step::Acquire));
+        }
+        spec.renew_time = Some(stamp);
+        spec.lease_duration_seconds = Some(i32::try_from(self.settings.lease_duration.as_secs()).unwrap_or(i32::MAX));
+        let written = match step {
+            Step::Create => self.api.create(&PostParams::default(), &lease).await,
+            // The resourceVersion read above makes this a compare-and-swap.
+            _ => self.api.replace(&name, &PostParams::default(), &lease).await,
+        };
+        match written {
+            Ok(lease) => {
+                self.observe(&lease.spec.unwrap_or_default(), now);
+                Ok(true)
+            }
+            Err(kube::Error::Api(e)) if e.code == 409 => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Remembers `spec`; returns how long it has been seen unchanged.
+    fn observe(&mut self, spec: &LeaseSpec, now: Instant) -> Option<Duration> {
+        match &self.observed {
+            Some(seen) if seen.spec == *spec => Some(now.saturating_duration_since(seen.since)),
+            _ => {
+                self.observed = Some(Observed {
+                    spec: spec.clone(),
+                    since: now,
+                });
+                None
+            }
+        }
+    }
+
+    /// Hands the Lease over at once, when we hold it.
+    async fn release(&mut self, state: &watch::Sender<Option<Tenure>>) {
+        state.send_replace(None);
+        let name = self.settings.name.clone();
+        let Ok(Some(mut lease)) = self.api.get_opt(&name).await else {
+            return;
+        };
+        let spec = lease.spec.get_or_insert_with(LeaseSpec::default);
+        if spec.holder_identity.as_deref() != Some(self.settings.identity.as_str()) {
+            return;
+        }
+        spec.holder_identity = None;
+        spec.lease_duration_seconds = Some(1);
+        spec.renew_time = Some(MicroTime(Timestamp::now()));
+        match self.api.replace(&name, &PostParams::default(), &lease).await {
+            Ok(_) => info!("leader lease released"),
+            Err(error) => warn!(%error, "releasing the leader lease; it will expire"),
+        }
+    }
+}
+
+fn lease_seconds(spec: &LeaseSpec) -> Duration {
+    Duration::from_secs(u64::try_from(spec.lease_duration_seconds.unwrap_or(0)).unwrap_or(0))
+}
+
+async fn sleep_until_opt(deadline: Option<Instant>) {
+    match deadline {
+        Some(deadline) => tokio::time::sleep_until(deadline).await,
+        None => std::future::pending().await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn held_by(holder: Option<&str>, seconds: i32) -> LeaseSpec {
+        LeaseSpec {
+            holder_identity: holder.map(str::to_owned),
+            lease_duration_seconds: Some(seconds),
+            ..LeaseSpec::default()
+        }
+    }
+
+    #[test]
+    fn next_step_table() {
+        let s = Duration::from_secs;
+        let cases = [
+            (None, None, Step::Create),
+            (Some(held_by(Some("me"), 15)), Some(s(100)), Step::Renew),
+            (Some(held_by(None, 15)), None, Step::Acquire),
+            (Some(held_by(Some(""), 15)), None, Step::Acquire),
+            (Some(held_by(Some("other"), 15)), None, Step::Follow),
+            (Some(held_by(Some("other"), 15)), Some(s(14)), Step::Follow),
+            (Some(held_by(Some("other"), 15)), Some(s(15)), Step::Acquire),
+            // The holder's own duration counts, not ours.
+            (Some(held_by(Some("other"), 4)), Some(s(5)), Step::Acquire),
+        ];
+        for (lease, unchanged_for, want) in cases {
+            assert_eq!(
+                next_step(lease.as_ref(), "me", unchanged_for),
+                want,
+                "{lease:?} {unchanged_for:?}"
+            );
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_term_ends_at_its_deadline_unless_renewed() {
+        let start = Instant::now();
+        let (sender, state) = watch::channel(Some(Tenure {
+            term: 3,
+            until: Some(start + Duration::from_secs(2)),
+        }));
+        let leadership = Leadership { state };
+        assert_eq!(leadership.term(), Some(3));
+        // A silent renewal pushes the deadline on.
+        sender.send_if_modified(|t| {
+            *t = Some(Tenure {
+                term: 3,
+                until: Some(start + Duration::from_secs(5)),
+            });
+            false
+        });
+        leadership.ended(3).await;
+        assert_eq!(Instant::now() - start, Duration::from_secs(5));
+        assert_eq!(leadership.term(), None);
+        // A term that is not the current one is over already.
+        leadership.ended(2).await;
+    }
+
+    #[tokio::test]
+    async fn without_an_election_the_only_term_never_ends() {
+        let election = Election::none();
+        assert_eq!(election.leadership.term(), Some(1));
+        let ended = tokio::time::timeout(Duration::from_millis(50), election.leadership.ended(1)).await;
+        assert!(ended.is_err());
+        let leadership = election.leadership.clone();
+        election.release(Duration::from_secs(1)).await;
+        assert_eq!(leadership.term(), None);
     }
 }

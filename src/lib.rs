@@ -5,8 +5,9 @@
 //! - [`backoff`] - capped exponential backoff, pure.
 //! - [`lifecycle`] - what to do with a job now, and what an attempt makes of it; pure.
 //! - [`dispatch`] - one HTTP call to the target and what its response means.
+//! - [`fence`] - recording an attempt: the fenced status write and the outcomes still owed.
 //! - [`controller`] - the reconciler wiring those together.
-//! - [`leader`] - leader election on a Lease.
+//! - [`leader`] - leader election on a Lease, with a renew deadline.
 //! - [`metrics`] - Prometheus metrics.
 //! - [`admin`] - the `/healthz`, `/readyz` and `/metrics` server.
 //! - [`operator`] - the process around the controller: start-up, election, shutdown.
@@ -18,6 +19,7 @@ pub mod backoff;
 pub mod controller;
 pub mod crd;
 pub mod dispatch;
+pub mod fence;
 pub mod leader;
 pub mod lifecycle;
 pub mod metrics;

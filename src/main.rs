@@ -10,7 +10,7 @@ use pendingjob_operator::admin::Admin;
 use pendingjob_operator::crd;
 use pendingjob_operator::dispatch::Dispatcher;
 use pendingjob_operator::leader::LeaseSettings;
-use pendingjob_operator::operator::{self, Settings};
+use pendingjob_operator::operator::{self, Clients, Settings};
 use pendingjob_operator::telemetry::{self, LogFormat};
 use tokio::sync::{oneshot, watch};
 
@@ -61,12 +61,20 @@ struct RunArgs {
     /// This instance's identity in the Lease and in Events (default: hostname and PID).
     #[arg(long, env = "POD_NAME")]
     identity: Option<String>,
-    /// Seconds the Lease stays valid after its holder's last renewal.
-    #[arg(long, default_value_t = 15, value_parser = clap::value_parser!(u64).range(2..))]
+    /// Seconds that followers wait, after the Lease last changed, before taking it.
+    #[arg(long, default_value_t = 15, value_parser = clap::value_parser!(u64).range(2..=3600))]
     lease_duration_seconds: u64,
-    /// Seconds before expiry at which the holder renews (less than the duration).
-    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..))]
-    lease_grace_seconds: u64,
+    /// Seconds a leader keeps dispatching without a successful renewal (less
+    /// than the lease duration, so it stops before anyone else can lead).
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    lease_renew_deadline_seconds: u64,
+    /// Seconds between tries to acquire or renew the Lease (less than the renew deadline).
+    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    lease_retry_period_seconds: u64,
+    /// Seconds any single Kubernetes API request may take (watches excepted,
+    /// which are bounded by their own idle timeout).
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=300))]
+    api_timeout_seconds: u64,
 }
 
 #[tokio::main]
@@ -94,14 +102,32 @@ fn print_crd() -> ExitCode {
 
 async fn run(args: RunArgs) -> ExitCode {
     telemetry::init(args.log_format);
-    if args.lease_grace_seconds >= args.lease_duration_seconds {
-        tracing::error!("--lease-grace-seconds must be less than --lease-duration-seconds");
+    // One TLS provider for the Kubernetes client and for calls to targets,
+    // chosen here rather than by whichever client happens to be built first.
+    if rustls::crypto::ring::default_provider().install_default().is_err() {
+        tracing::error!("a rustls crypto provider was already installed");
         return ExitCode::FAILURE;
     }
-    let client = match kube::Client::try_default().await {
-        Ok(client) => client,
+    if !(args.lease_retry_period_seconds < args.lease_renew_deadline_seconds
+        && args.lease_renew_deadline_seconds < args.lease_duration_seconds)
+    {
+        tracing::error!(
+            "the Lease settings must satisfy retry period < renew deadline < duration \
+             (--lease-retry-period-seconds, --lease-renew-deadline-seconds, --lease-duration-seconds)"
+        );
+        return ExitCode::FAILURE;
+    }
+    let config = match kube::Config::infer().await {
+        Ok(config) => config,
         Err(e) => {
             tracing::error!(error = %e, "cannot configure a Kubernetes client (KUBECONFIG or in-cluster)");
+            return ExitCode::FAILURE;
+        }
+    };
+    let clients = match Clients::new(config, Duration::from_secs(args.api_timeout_seconds)) {
+        Ok(clients) => clients,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot build a Kubernetes client");
             return ExitCode::FAILURE;
         }
     };
@@ -138,8 +164,9 @@ async fn run(args: RunArgs) -> ExitCode {
             .or_else(|| args.namespace.clone())
             .unwrap_or_else(|| "default".to_owned()),
         identity: identity.clone(),
-        duration_seconds: args.lease_duration_seconds,
-        grace_seconds: args.lease_grace_seconds,
+        lease_duration: Duration::from_secs(args.lease_duration_seconds),
+        renew_deadline: Duration::from_secs(args.lease_renew_deadline_seconds),
+        retry_period: Duration::from_secs(args.lease_retry_period_seconds),
     });
     let settings = Settings {
         namespace: args.namespace,
@@ -148,7 +175,7 @@ async fn run(args: RunArgs) -> ExitCode {
         lease,
         identity,
     };
-    let result = operator::run(client, dispatcher, settings, admin, shutdown_on_signal()).await;
+    let result = operator::run(clients, dispatcher, settings, admin, shutdown_on_signal()).await;
     let _ = stop_admin.send(());
     let _ = server.await;
     match result {

@@ -39,6 +39,32 @@ pub struct OutcomeLabels {
     pub outcome: OutcomeLabel,
 }
 
+/// Why an attempt's outcome was never recorded (so its call may be repeated).
+#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq, EncodeLabelValue)]
+#[allow(non_camel_case_types)]
+pub enum DropReason {
+    /// This instance stopped leading during the call or before its write landed.
+    lost_leadership,
+    /// Someone else advanced the job's status first.
+    superseded,
+    /// The job that was called was deleted (or recreated under its name).
+    deleted,
+}
+
+/// Labels of `pendingjob_unrecorded_attempts_total`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct DropLabels {
+    /// Why the outcome was dropped.
+    pub reason: DropReason,
+}
+
+/// Labels of `pendingjob_status_write_errors_total`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct WriteErrorLabels {
+    /// A short class of the error: conflict, refused, forbidden, throttled, server_error, unreachable, other.
+    pub reason: &'static str,
+}
+
 /// Labels of `pendingjob_jobs`.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct PhaseLabels {
@@ -55,6 +81,14 @@ pub struct Metrics {
     pub attempt_duration: Histogram,
     /// Jobs in the watch cache by phase (set when scraped).
     pub jobs: Family<PhaseLabels, Gauge>,
+    /// Calls started.
+    pub attempts_started: Counter,
+    /// Attempts started and not yet recorded or dropped.
+    pub attempts_in_flight: Gauge,
+    /// Attempts whose outcome was dropped unrecorded, by reason.
+    pub unrecorded_attempts: Family<DropLabels, Counter>,
+    /// Status writes that failed and will be retried, by reason.
+    pub status_write_errors: Family<WriteErrorLabels, Counter>,
     /// Reconciles that ended in a Kubernetes error.
     pub reconcile_errors: Counter,
     /// 1 while this instance holds the leader Lease.
@@ -74,6 +108,26 @@ impl Default for Metrics {
         );
         let jobs = Family::<PhaseLabels, Gauge>::default();
         registry.register("jobs", "PendingJobs by phase", jobs.clone());
+        let attempts_started = Counter::default();
+        registry.register("attempts_started", "Calls to targets started", attempts_started.clone());
+        let attempts_in_flight = Gauge::default();
+        registry.register(
+            "attempts_in_flight",
+            "Attempts started and not yet recorded in status or dropped",
+            attempts_in_flight.clone(),
+        );
+        let unrecorded_attempts = Family::<DropLabels, Counter>::default();
+        registry.register(
+            "unrecorded_attempts",
+            "Attempts whose outcome was never recorded, by reason; their call may be repeated",
+            unrecorded_attempts.clone(),
+        );
+        let status_write_errors = Family::<WriteErrorLabels, Counter>::default();
+        registry.register(
+            "status_write_errors",
+            "Status writes that failed and are retried (the call is not), by reason",
+            status_write_errors.clone(),
+        );
         let reconcile_errors = Counter::default();
         registry.register(
             "reconcile_errors",
@@ -87,6 +141,10 @@ impl Default for Metrics {
             attempts,
             attempt_duration,
             jobs,
+            attempts_started,
+            attempts_in_flight,
+            unrecorded_attempts,
+            status_write_errors,
             reconcile_errors,
             leader,
         }
@@ -102,6 +160,30 @@ impl Metrics {
             })
             .inc();
         self.attempt_duration.observe(seconds);
+    }
+
+    /// A call is about to start.
+    pub fn attempt_started(&self) {
+        self.attempts_started.inc();
+        self.attempts_in_flight.inc();
+    }
+
+    /// An attempt's outcome is now in the job's status.
+    pub fn attempt_recorded(&self) {
+        self.attempts_in_flight.dec();
+    }
+
+    /// An attempt's outcome was dropped unrecorded.
+    pub fn attempt_dropped(&self, reason: DropReason) {
+        self.attempts_in_flight.dec();
+        self.unrecorded_attempts.get_or_create(&DropLabels { reason }).inc();
+    }
+
+    /// A status write failed; its outcome stays owed.
+    pub fn status_write_failed(&self, reason: &'static str) {
+        self.status_write_errors
+            .get_or_create(&WriteErrorLabels { reason })
+            .inc();
     }
 
     /// Sets `pendingjob_jobs` from the phases of all known jobs.
@@ -142,7 +224,11 @@ mod tests {
     #[test]
     fn exposition_names_every_metric() {
         let metrics = Metrics::default();
+        metrics.attempt_started();
         metrics.observe_attempt(&Outcome::Delivered { code: 200 }, 0.02);
+        metrics.attempt_started();
+        metrics.attempt_dropped(DropReason::lost_leadership);
+        metrics.status_write_failed("refused");
         metrics.set_jobs_by_phase([Phase::Retrying, Phase::Retrying, Phase::Succeeded]);
         metrics.leader.set(1);
         let text = metrics.encode().expect("encodes");
@@ -153,6 +239,10 @@ mod tests {
             "pendingjob_jobs{phase=\"Succeeded\"} 1",
             "pendingjob_jobs{phase=\"Failed\"} 0",
             "pendingjob_reconcile_errors_total 0",
+            "pendingjob_attempts_started_total 2",
+            "pendingjob_attempts_in_flight 1",
+            "pendingjob_unrecorded_attempts_total{reason=\"lost_leadership\"} 1",
+            "pendingjob_status_write_errors_total{reason=\"refused\"} 1",
             "pendingjob_leader 1",
         ] {
             assert!(text.lines().any(|l| l == line), "missing {line:?} in:\n{text}");

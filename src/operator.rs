@@ -18,7 +18,7 @@ use crate::admin::Admin;
 use crate::controller::{Context, error_policy, reconcile};
 use crate::crd::PendingJob;
 use crate::dispatch::Dispatcher;
-use crate::leader::{Leadership, LeaseSettings};
+use crate::leader::{Election, LeaseSettings, Tenure};
 use crate::metrics::Metrics;
 
 /// How often to retry listing PendingJobs at start-up (no CRD yet, API down).
@@ -26,14 +26,48 @@ const STARTUP_RETRY: Duration = Duration::from_secs(5);
 /// How often the readiness task re-checks the controller's cache.
 const READY_POLL: Duration = Duration::from_millis(200);
 /// How long to wait for the Lease to be released on exit.
-const LEASE_RELEASE_TIMEOUT: Duration = Duration::from_secs(5);
+pub const LEASE_RELEASE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Idle time after which a watch connection counts as dead: above the
+/// watcher's own 290 s server-side timeout and its 5 s margin.
+const WATCH_READ_TIMEOUT: Duration = Duration::from_secs(300);
 
 /// Failure to run the operator.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    /// Joining the leader election failed.
-    #[error("joining the leader election: {0}")]
-    Lease(#[from] kube_lease_manager::LeaseManagerError),
+    /// The Kubernetes client could not be built.
+    #[error("building the Kubernetes client: {0}")]
+    Client(#[from] kube::Error),
+}
+
+/// The two Kubernetes clients: one for long watches, one for everything else.
+#[derive(Clone)]
+pub struct Clients {
+    /// For the controller's list and watch; idle-bounded by [`WATCH_READ_TIMEOUT`].
+    pub watch: Client,
+    /// For reads, status writes, the Lease and Events; every call bounded by the API timeout.
+    pub requests: Client,
+}
+
+impl Clients {
+    /// Both clients from one configuration, so that no API call can hang:
+    /// a half-open connection fails a request after `api_timeout`.
+    pub fn new(config: kube::Config, api_timeout: Duration) -> Result<Self, Error> {
+        let bounded = |read_timeout: Duration| {
+            let mut config = config.clone();
+            config.connect_timeout = Some(api_timeout);
+            config.read_timeout = Some(read_timeout);
+            config.write_timeout = Some(api_timeout);
+            // The read timeout counts from each request, not from when a
+            // pooled connection went idle.
+            config.reset_reader_on_write = true;
+            Client::try_from(config)
+        };
+        Ok(Self {
+            watch: bounded(WATCH_READ_TIMEOUT)?,
+            requests: bounded(api_timeout)?,
+        })
+    }
 }
 
 /// What `run` needs to know.
@@ -55,32 +89,37 @@ pub struct Settings {
 /// attempts finish and be recorded for at most `settings.shutdown_grace`, and
 /// releases the Lease.
 pub async fn run(
-    client: Client,
+    clients: Clients,
     dispatcher: Dispatcher,
     settings: Settings,
     admin: Admin,
     shutdown: watch::Receiver<bool>,
 ) -> Result<(), Error> {
     let api: Api<PendingJob> = match &settings.namespace {
-        Some(namespace) => Api::namespaced(client.clone(), namespace),
-        None => Api::all(client.clone()),
+        Some(namespace) => Api::namespaced(clients.watch.clone(), namespace),
+        None => Api::all(clients.watch.clone()),
     };
     if !wait_for_api(&api, shutdown.clone()).await {
         return Ok(());
     }
-    let leadership = match &settings.lease {
-        Some(lease) => Leadership::elect(client.clone(), lease).await?,
-        None => Leadership::always(),
+    let election = match &settings.lease {
+        Some(lease) => Election::join(clients.requests.clone(), lease.clone()),
+        None => Election::none(),
     };
-    tokio::spawn(report_leadership(leadership.is_leader.clone(), admin.metrics.clone()));
+    let leadership = election.leadership.clone();
     info!(namespace = ?settings.namespace, concurrency = settings.max_concurrent_dispatches, "controller starting");
 
     let ctx = Arc::new(Context::new(
-        client,
+        clients.requests,
         dispatcher,
         admin.metrics.clone(),
         &settings.identity,
-        leadership.is_leader.clone(),
+        leadership.clone(),
+    ));
+    tokio::spawn(follow_leadership(
+        leadership.subscribe(),
+        admin.metrics.clone(),
+        ctx.clone(),
     ));
     let config = controller::Config::default().concurrency(settings.max_concurrent_dispatches);
     let controller = Controller::new(api, watcher::Config::default()).with_config(config);
@@ -90,7 +129,7 @@ pub async fn run(
 
     let stopping = signalled(shutdown.clone());
     let controller = controller
-        .reconcile_all_on(leadership_gained(leadership.is_leader.clone()))
+        .reconcile_all_on(leadership_gained(leadership.subscribe()))
         .graceful_shutdown_on(stopping)
         .run(reconcile, error_policy, ctx.clone())
         .for_each(|result| {
@@ -117,7 +156,7 @@ pub async fn run(
         () = grace_elapsed => warn!(?grace, "grace period over with attempts still in flight; they will be retried"),
     }
     admin.set_ready(false);
-    leadership.release(LEASE_RELEASE_TIMEOUT).await;
+    election.release(LEASE_RELEASE_TIMEOUT).await;
     Ok(())
 }
 
@@ -162,25 +201,30 @@ async fn signalled(mut shutdown: watch::Receiver<bool>) {
     let _ = shutdown.wait_for(|stop| *stop).await;
 }
 
-/// One item each time this instance becomes the leader.
-fn leadership_gained(is_leader: watch::Receiver<bool>) -> impl Stream<Item = ()> + Send {
-    futures::stream::unfold(is_leader, |mut is_leader| async move {
+/// One item each time this instance starts a term as the leader.
+fn leadership_gained(tenure: watch::Receiver<Option<Tenure>>) -> impl Stream<Item = ()> + Send {
+    futures::stream::unfold(tenure, |mut tenure| async move {
         loop {
-            is_leader.changed().await.ok()?;
-            if *is_leader.borrow_and_update() {
-                return Some(((), is_leader));
+            tenure.changed().await.ok()?;
+            if tenure.borrow_and_update().is_some() {
+                return Some(((), tenure));
             }
         }
     })
 }
 
-/// Keeps the leader gauge and the log in step with the election.
-async fn report_leadership(mut is_leader: watch::Receiver<bool>, metrics: Arc<Metrics>) {
+/// Keeps the leader gauge and the log in step with the election, and drops
+/// the outcomes still owed when a term ends: whoever leads next decides from
+/// the status as it stands.
+async fn follow_leadership(mut tenure: watch::Receiver<Option<Tenure>>, metrics: Arc<Metrics>, ctx: Arc<Context>) {
     loop {
-        let leading = *is_leader.borrow_and_update();
-        metrics.leader.set(i64::from(leading));
-        info!(leader = leading, "leadership");
-        if is_leader.changed().await.is_err() {
+        let term = tenure.borrow_and_update().map(|t| t.term);
+        metrics.leader.set(i64::from(term.is_some()));
+        info!(leader = term.is_some(), ?term, "leadership");
+        if term.is_none() {
+            ctx.abandon_owed();
+        }
+        if tenure.changed().await.is_err() {
             metrics.leader.set(0);
             return;
         }

@@ -7,15 +7,13 @@ use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::rbac::v1::{ClusterRole, PolicyRule, Role};
-use kube::Api;
 use pendingjob_operator::crd::Phase;
 
 use crate::jobs::{SOON, apply, job, job_yaml, setup, status, wait_status};
 use crate::support::{
-    MockApi2, Operator, TestEnv, http_get, install_crds, kubeconfig_file, kubectl, kubectl_stdin, repo_path,
-    unique_name, wait_until,
+    MockApi2, Operator, TestEnv, http_get, install_crds, kubeconfig_file, kubectl, kubectl_stdin, lease_holder, metric,
+    repo_path, unique_name, wait_until,
 };
 
 /// A quick schedule: 1 s, 2 s, 4 s, 4 s …
@@ -54,24 +52,6 @@ fn deploy_object<T: serde::de::DeserializeOwned>(file: &str, kind: &str, name: &
         .find(|d| d["kind"].as_str() == Some(kind) && d["metadata"]["name"].as_str() == Some(name))
         .unwrap_or_else(|| panic!("{kind} {name} in deploy/{file}"));
     serde_json::from_value(doc).expect("typed object")
-}
-
-async fn lease_holder(env: &TestEnv, lease: &str) -> Option<String> {
-    let leases: Api<Lease> = env.api();
-    leases
-        .get_opt(lease)
-        .await
-        .expect("get Lease")
-        .and_then(|l| l.spec)
-        .and_then(|s| s.holder_identity)
-        .filter(|h| !h.is_empty())
-}
-
-/// The value of the metric line that starts with `series` (name and labels).
-fn metric(text: &str, series: &str) -> f64 {
-    text.lines()
-        .find_map(|l| l.strip_prefix(series).and_then(|rest| rest.trim().parse().ok()))
-        .unwrap_or_else(|| panic!("no {series} in:\n{text}"))
 }
 
 #[tokio::test]
@@ -137,12 +117,13 @@ async fn rbac_has_no_wildcards_and_only_the_verbs_the_code_uses() {
             "wildcard in {group}/{resource}/{verb}"
         );
     }
-    // The controller lists and watches jobs and patches their status; the
-    // recorder creates and patches Events; kube-lease-manager gets, creates
-    // and patches its Lease.
+    // The controller lists and watches jobs, gets a due job afresh and
+    // patches its status; the recorder creates and patches Events; the
+    // elector gets, creates and updates its Lease.
     assert_eq!(
         cluster_rules,
         expect(&[
+            ("pendingjob.dev", "pendingjobs", "get"),
             ("pendingjob.dev", "pendingjobs", "list"),
             ("pendingjob.dev", "pendingjobs", "watch"),
             ("pendingjob.dev", "pendingjobs/status", "patch"),
@@ -155,7 +136,7 @@ async fn rbac_has_no_wildcards_and_only_the_verbs_the_code_uses() {
         expect(&[
             ("coordination.k8s.io", "leases", "get"),
             ("coordination.k8s.io", "leases", "create"),
-            ("coordination.k8s.io", "leases", "patch"),
+            ("coordination.k8s.io", "leases", "update"),
         ])
     );
 }
@@ -209,6 +190,30 @@ async fn deployments_are_locked_down() {
     };
     assert_eq!(path(&container.liveness_probe).as_deref(), Some("/healthz"));
     assert_eq!(path(&container.readiness_probe).as_deref(), Some("/readyz"));
+
+    // SIGKILL must come after the drain and the Lease release, with room to spare.
+    let drain: u64 = container
+        .args
+        .iter()
+        .flatten()
+        .find_map(|a| a.strip_prefix("--shutdown-grace-seconds="))
+        .expect("--shutdown-grace-seconds in the operator's args")
+        .parse()
+        .expect("a number of seconds");
+    let release = pendingjob_operator::operator::LEASE_RELEASE_TIMEOUT.as_secs();
+    let grace = operator_pod_grace();
+    assert!(
+        grace >= drain + release + 5,
+        "terminationGracePeriodSeconds {grace} leaves under 5 s over the drain ({drain} s) and the Lease release ({release} s)"
+    );
+}
+
+fn operator_pod_grace() -> u64 {
+    let operator: Deployment = deploy_object("operator.yaml", "Deployment", "pendingjob-operator");
+    let pod = operator.spec.expect("spec").template.spec.expect("pod");
+    pod.termination_grace_period_seconds
+        .and_then(|s| u64::try_from(s).ok())
+        .expect("terminationGracePeriodSeconds")
 }
 
 #[tokio::test]
@@ -225,7 +230,7 @@ async fn the_seed_scenario_runs_with_only_the_deploy_service_account() {
         "1h",
     ]);
     assert!(token.status.success(), "kubectl create token: {token:?}");
-    let kubeconfig = kubeconfig_file(String::from_utf8_lossy(&token.stdout).trim(), None);
+    let kubeconfig = kubeconfig_file(Some(String::from_utf8_lossy(&token.stdout).trim()), None);
     let lease = unique_name("lease");
     let api2 = MockApi2::start(&["--fail"]);
     let operator = Operator::start_with_kubeconfig(
@@ -304,7 +309,9 @@ async fn two_replicas_one_dispatcher_and_a_takeover_after_sigkill() {
         "ha",
         "--lease-duration-seconds",
         "4",
-        "--lease-grace-seconds",
+        "--lease-renew-deadline-seconds",
+        "2",
+        "--lease-retry-period-seconds",
         "1",
     ];
     let leader = Operator::start(&env.namespace, &[&lease[..], &["--identity", "a"]].concat());
@@ -419,7 +426,7 @@ async fn readyz_is_ready_only_once_the_controller_runs() {
         .and_then(|l| l.local_addr())
         .expect("free port")
         .port();
-    let nowhere = kubeconfig_file("unused", Some(&format!("https://127.0.0.1:{port}")));
+    let nowhere = kubeconfig_file(Some("unused"), Some(&format!("https://127.0.0.1:{port}")));
     let stuck = Operator::start_with_kubeconfig(
         &env.namespace,
         &["--leader-election", "false", "--log-format", "json"],

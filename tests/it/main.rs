@@ -3,7 +3,9 @@
 
 mod control_plane;
 mod deploy;
+mod faults;
 mod jobs;
 mod operator;
+mod proxy;
 mod support;
 mod validation;

@@ -11,7 +11,7 @@ use kube::runtime::{WatchStreamExt, watcher};
 use pendingjob_operator::crd::{PendingJob, Phase};
 
 use crate::jobs::{SOON, apply, job_yaml, setup, status, wait_status};
-use crate::support::{MockApi2, Operator, wait_until};
+use crate::support::{MockApi2, Operator, kubectl_stdin, wait_until};
 
 /// Intervals between consecutive arrivals, in seconds.
 fn intervals(arrivals: &[i64]) -> Vec<f64> {
@@ -355,13 +355,12 @@ async fn concurrent_dispatches_are_bounded_by_the_flag() {
     let env = setup("bounded").await;
     let api2 = MockApi2::start(&["--latency-ms", "300"]);
     let _operator = Operator::start(&env.namespace, &["--max-concurrent-dispatches", "2"]);
-    for n in 0..6 {
-        apply(
-            &env,
-            &job_yaml(&format!("job-{n}"), &api2.simulate_url(), "initialDelaySeconds: 1"),
-        )
-        .await;
-    }
+    // All six at once, in one apply: without the bound, all six calls would overlap.
+    let manifests: String = (0..6)
+        .map(|n| job_yaml(&format!("job-{n}"), &api2.simulate_url(), "initialDelaySeconds: 1") + "---\n")
+        .collect();
+    let out = kubectl_stdin(&["apply", "--namespace", &env.namespace, "-f", "-"], &manifests);
+    assert!(out.status.success(), "{out:?}");
     for n in 0..6 {
         wait_status(&env, &format!("job-{n}"), "Succeeded", SOON, |s| {
             s.phase == Phase::Succeeded

@@ -424,13 +424,27 @@ impl Drop for Operator {
     }
 }
 
-/// Writes a kubeconfig for the tests' cluster that authenticates with
-/// `token` alone (or points at `server` instead, when given).
-pub fn kubeconfig_file(token: &str, server: Option<&str>) -> std::path::PathBuf {
+/// The tests' kubeconfig, flattened, as JSON.
+fn kubeconfig_json() -> serde_json::Value {
     let view = kubectl(&["config", "view", "--raw", "--minify", "--flatten", "--output", "json"]);
     assert!(view.status.success(), "kubectl config view: {view:?}");
-    let view: serde_json::Value = serde_json::from_slice(&view.stdout).expect("kubeconfig JSON");
+    serde_json::from_slice(&view.stdout).expect("kubeconfig JSON")
+}
+
+/// `host:port` of the tests' API server.
+pub fn api_server_address() -> String {
+    let view = kubeconfig_json();
+    let server = view["clusters"][0]["cluster"]["server"].as_str().expect("server URL");
+    server.trim_start_matches("https://").trim_end_matches('/').to_owned()
+}
+
+/// Writes a kubeconfig for the tests' cluster that authenticates with
+/// `token` alone (or with the tests' own credentials when `None`), and
+/// points at `server` instead, when given.
+pub fn kubeconfig_file(token: Option<&str>, server: Option<&str>) -> std::path::PathBuf {
+    let view = kubeconfig_json();
     let cluster = &view["clusters"][0]["cluster"];
+    let user = token.map_or_else(|| view["users"][0]["user"].clone(), |t| serde_json::json!({"token": t}));
     let kubeconfig = serde_json::json!({
         "apiVersion": "v1",
         "kind": "Config",
@@ -438,15 +452,34 @@ pub fn kubeconfig_file(token: &str, server: Option<&str>) -> std::path::PathBuf 
             "server": server.map_or_else(|| cluster["server"].clone(), |s| s.into()),
             "certificate-authority-data": cluster["certificate-authority-data"],
         }}],
-        "users": [{"name": "token", "user": {"token": token}}],
-        "contexts": [{"name": "test", "context": {"cluster": "test", "user": "token"}}],
+        "users": [{"name": "test", "user": user}],
+        "contexts": [{"name": "test", "context": {"cluster": "test", "user": "test"}}],
         "current-context": "test",
     });
     let dir = std::env::temp_dir().join("pendingjob-it");
     std::fs::create_dir_all(&dir).expect("creating the temp directory");
-    let path = dir.join(format!("{}.kubeconfig", unique_name("token")));
+    let path = dir.join(format!("{}.kubeconfig", unique_name("kubeconfig")));
     std::fs::write(&path, serde_json::to_vec(&kubeconfig).expect("JSON")).expect("writing the kubeconfig");
     path
+}
+
+/// The value of the metric line that starts with `series` (name and labels).
+pub fn metric(text: &str, series: &str) -> f64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(series).and_then(|rest| rest.trim().parse().ok()))
+        .unwrap_or_else(|| panic!("no {series} in:\n{text}"))
+}
+
+/// Who holds Lease `lease` in the test namespace, if anyone.
+pub async fn lease_holder(env: &TestEnv, lease: &str) -> Option<String> {
+    let leases: Api<k8s_openapi::api::coordination::v1::Lease> = env.api();
+    leases
+        .get_opt(lease)
+        .await
+        .expect("get Lease")
+        .and_then(|l| l.spec)
+        .and_then(|s| s.holder_identity)
+        .filter(|h| !h.is_empty())
 }
 
 /// `GET url`: the status code and body.

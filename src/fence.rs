@@ -1,0 +1,257 @@
+//! Recording an attempt: a status write fenced to the object that was called
+//! and to the status the call was decided from, and a ledger of outcomes
+//! whose write has not landed yet.
+//!
+//! Once a call has returned, its outcome is owed to the API server. When the
+//! write fails, the outcome waits in the [`Ledger`] and is written again
+//! later; the call is never made again for it. The write carries the
+//! resourceVersion of the object the decision was read from as a
+//! precondition, so it cannot land on a recreated object or over a newer
+//! status. On a conflict, a fresh
+//! read tells an unrelated change (metadata, spec) from a status that someone
+//! else advanced, which wins.
+
+use std::collections::HashMap;
+use std::sync::{Mutex, PoisonError};
+
+use kube::api::{Patch, PatchParams};
+use kube::{Api, Resource, ResourceExt};
+
+use crate::crd::{PendingJob, PendingJobStatus};
+use crate::leader::Term;
+
+/// Field manager of the operator's server-side-apply status writes.
+pub const FIELD_MANAGER: &str = "pendingjob-operator";
+/// How often a write is re-based onto a changed object before giving up for now.
+const MAX_REBASES: usize = 3;
+
+/// A job's namespace and name.
+pub type JobKey = (String, String);
+
+/// An attempt's outcome that is still to be recorded.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Unrecorded {
+    /// UID of the job that was called.
+    pub uid: String,
+    /// resourceVersion of the object the call was decided from.
+    pub resource_version: String,
+    /// The status the call was decided from.
+    pub base: PendingJobStatus,
+    /// The status that records the attempt.
+    pub next: PendingJobStatus,
+    /// The leadership term in which the call was made.
+    pub term: Term,
+}
+
+/// What became of a write.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Landed {
+    /// The status now records the attempt.
+    Recorded,
+    /// Someone else advanced the status first; theirs stands.
+    Superseded,
+    /// The job that was called no longer exists (deleted, or recreated under its name).
+    Gone,
+}
+
+/// A write that did not land and may be tried again.
+#[derive(Debug, thiserror::Error)]
+pub enum WriteError {
+    /// The API server refused or did not answer.
+    #[error(transparent)]
+    Api(#[from] kube::Error),
+    /// The object kept changing under the write.
+    #[error("the object changed {MAX_REBASES} times during the write")]
+    Contended,
+}
+
+impl WriteError {
+    /// A short, bounded label for metrics.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            WriteError::Api(kube::Error::Api(e)) => match e.code {
+                403 => "forbidden",
+                409 => "conflict",
+                422 | 400 => "refused",
+                429 => "throttled",
+                500..=599 => "server_error",
+                _ => "other",
+            },
+            WriteError::Api(_) => "unreachable",
+            WriteError::Contended => "conflict",
+        }
+    }
+}
+
+/// What a conflicting write should do, given the object as it is now. Pure.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AfterConflict {
+    /// Settled: see [`Landed`].
+    Settle(Landed),
+    /// Only metadata or spec changed: write again over the new resourceVersion.
+    Rebase,
+}
+
+/// Decides after a conflict from the current uid and status (`None`: no object).
+pub fn after_conflict(current: Option<(&str, &PendingJobStatus)>, owed: &Unrecorded) -> AfterConflict {
+    match current {
+        None => AfterConflict::Settle(Landed::Gone),
+        Some((uid, _)) if uid != owed.uid => AfterConflict::Settle(Landed::Gone),
+        // An earlier write of ours landed though its answer was lost.
+        Some((_, status)) if records_the_same_attempt(status, &owed.next) => AfterConflict::Settle(Landed::Recorded),
+        Some((_, status)) if *status == owed.base => AfterConflict::Rebase,
+        Some(_) => AfterConflict::Settle(Landed::Superseded),
+    }
+}
+
+/// True when `status` records the attempt that `next` records: same count,
+/// same start time (microseconds, unique to one call).
+fn records_the_same_attempt(status: &PendingJobStatus, next: &PendingJobStatus) -> bool {
+    status.attempts == next.attempts && status.last_attempt_time == next.last_attempt_time
+}
+
+/// Writes `owed.next` as the status of job `name`, fenced as described above.
+pub async fn write(api: &Api<PendingJob>, name: &str, owed: &Unrecorded) -> Result<Landed, WriteError> {
+    let mut resource_version = owed.resource_version.clone();
+    for _ in 0..MAX_REBASES {
+        match apply_status(api, name, owed, &resource_version).await {
+            Ok(()) => return Ok(Landed::Recorded),
+            Err(kube::Error::Api(e)) if e.code == 404 => return Ok(Landed::Gone),
+            Err(kube::Error::Api(e)) if e.code == 409 => {}
+            Err(e) => return Err(e.into()),
+        }
+        let current = api.get_opt(name).await?;
+        let seen = current
+            .as_ref()
+            .map(|job| (job.uid().unwrap_or_default(), job.status.clone().unwrap_or_default()));
+        match after_conflict(seen.as_ref().map(|(uid, status)| (uid.as_str(), status)), owed) {
+            AfterConflict::Settle(landed) => return Ok(landed),
+            AfterConflict::Rebase => {
+                resource_version = current.and_then(|job| job.resource_version()).unwrap_or_default();
+            }
+        }
+    }
+    Err(WriteError::Contended)
+}
+
+/// Server-side apply of the whole status (fields left out are removed), with
+/// the resourceVersion as a precondition: the API server answers 409 unless
+/// the object is still at that version. A resourceVersion is an etcd revision,
+/// never reused, so an object recreated under the same name never matches.
+/// (A uid in an apply body is not checked, so none is sent.)
+async fn apply_status(
+    api: &Api<PendingJob>,
+    name: &str,
+    owed: &Unrecorded,
+    resource_version: &str,
+) -> Result<(), kube::Error> {
+    let patch = serde_json::json!({
+        "apiVersion": PendingJob::api_version(&()),
+        "kind": PendingJob::kind(&()),
+        "metadata": {"name": name, "resourceVersion": resource_version},
+        "status": owed.next,
+    });
+    api.patch_status(name, &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(&patch))
+        .await
+        .map(|_| ())
+}
+
+/// Outcomes owed to the API server, by job.
+#[derive(Debug, Default)]
+pub struct Ledger(Mutex<HashMap<JobKey, Unrecorded>>);
+
+impl Ledger {
+    fn map(&self) -> std::sync::MutexGuard<'_, HashMap<JobKey, Unrecorded>> {
+        self.0.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Keeps an outcome whose write failed, to write it again later.
+    pub fn owe(&self, job: JobKey, owed: Unrecorded) {
+        self.map().insert(job, owed);
+    }
+
+    /// Takes the outcome owed for `job`, if any.
+    pub fn take(&self, job: &JobKey) -> Option<Unrecorded> {
+        self.map().remove(job)
+    }
+
+    /// Takes every outcome owed.
+    pub fn drain(&self) -> Vec<Unrecorded> {
+        self.map().drain().map(|(_, owed)| owed).collect()
+    }
+
+    /// Outcomes still owed.
+    pub fn len(&self) -> usize {
+        self.map().len()
+    }
+
+    /// True when nothing is owed.
+    pub fn is_empty(&self) -> bool {
+        self.map().is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
+
+    use super::*;
+    use crate::crd::Phase;
+
+    fn status(attempts: i32, started_second: i64) -> PendingJobStatus {
+        PendingJobStatus {
+            phase: Phase::Retrying,
+            attempts,
+            last_attempt_time: Some(MicroTime(
+                jiff::Timestamp::from_second(1_800_000_000 + started_second).unwrap(),
+            )),
+            ..PendingJobStatus::default()
+        }
+    }
+
+    #[test]
+    fn after_conflict_table() {
+        let owed = Unrecorded {
+            uid: "uid-1".into(),
+            resource_version: "10".into(),
+            base: status(2, 0),
+            next: status(3, 5),
+            term: 1,
+        };
+        let edited = PendingJobStatus::default();
+        let cases = [
+            (None, AfterConflict::Settle(Landed::Gone)),
+            (Some(("uid-2", &owed.base)), AfterConflict::Settle(Landed::Gone)),
+            (Some(("uid-1", &owed.base)), AfterConflict::Rebase),
+            (Some(("uid-1", &owed.next)), AfterConflict::Settle(Landed::Recorded)),
+            // Another leader recorded an attempt of its own.
+            (
+                Some(("uid-1", &status(3, 6))),
+                AfterConflict::Settle(Landed::Superseded),
+            ),
+            // Someone reset the status by hand.
+            (Some(("uid-1", &edited)), AfterConflict::Settle(Landed::Superseded)),
+        ];
+        for (current, want) in cases {
+            assert_eq!(after_conflict(current, &owed), want, "{current:?}");
+        }
+    }
+
+    #[test]
+    fn the_ledger_keeps_one_outcome_per_job() {
+        let ledger = Ledger::default();
+        let job = ("ns".to_owned(), "job".to_owned());
+        let owed = Unrecorded {
+            uid: "uid-1".into(),
+            resource_version: "1".into(),
+            base: status(0, 0),
+            next: status(1, 1),
+            term: 1,
+        };
+        assert!(ledger.take(&job).is_none());
+        ledger.owe(job.clone(), owed.clone());
+        assert_eq!(ledger.len(), 1);
+        assert_eq!(ledger.take(&job), Some(owed));
+        assert!(ledger.is_empty());
+    }
+}
