@@ -7,7 +7,8 @@
 //! - [`dispatch`] - one HTTP call to the target and what its response means.
 //! - [`fence`] - recording an attempt: the fenced status write and the outcomes still owed.
 //! - [`controller`] - the reconciler wiring those together.
-//! - [`leader`] - leader election on a Lease, with a renew deadline.
+//! - [`leader`] - who may dispatch: leadership terms, bounded by a renew deadline.
+//! - [`elector`] - the campaign for the leader Lease, after client-go.
 //! - [`metrics`] - Prometheus metrics.
 //! - [`admin`] - the `/healthz`, `/readyz` and `/metrics` server.
 //! - [`operator`] - the process around the controller: start-up, election, shutdown.
@@ -19,6 +20,7 @@ pub mod backoff;
 pub mod controller;
 pub mod crd;
 pub mod dispatch;
+pub mod elector;
 pub mod fence;
 pub mod leader;
 pub mod lifecycle;

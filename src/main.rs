@@ -9,7 +9,7 @@ use clap::{ArgAction, Args, Parser, Subcommand};
 use pendingjob_operator::admin::Admin;
 use pendingjob_operator::crd;
 use pendingjob_operator::dispatch::Dispatcher;
-use pendingjob_operator::leader::LeaseSettings;
+use pendingjob_operator::elector::LeaseSettings;
 use pendingjob_operator::operator::{self, Clients, Settings};
 use pendingjob_operator::telemetry::{self, LogFormat};
 use tokio::sync::{oneshot, watch};
@@ -175,16 +175,10 @@ async fn run(args: RunArgs) -> ExitCode {
         lease,
         identity,
     };
-    let result = operator::run(clients, dispatcher, settings, admin, shutdown_on_signal()).await;
+    operator::run(clients, dispatcher, settings, admin, shutdown_on_signal()).await;
     let _ = stop_admin.send(());
     let _ = server.await;
-    match result {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            tracing::error!(error = %e, "controller failed");
-            ExitCode::FAILURE
-        }
-    }
+    ExitCode::SUCCESS
 }
 
 /// Turns true on SIGTERM or Ctrl-C.

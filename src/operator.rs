@@ -18,7 +18,8 @@ use crate::admin::Admin;
 use crate::controller::{Context, error_policy, reconcile};
 use crate::crd::PendingJob;
 use crate::dispatch::Dispatcher;
-use crate::leader::{Election, LeaseSettings, Tenure};
+use crate::elector::LeaseSettings;
+use crate::leader::{Election, Tenure};
 use crate::metrics::Metrics;
 
 /// How often to retry listing PendingJobs at start-up (no CRD yet, API down).
@@ -28,11 +29,16 @@ const READY_POLL: Duration = Duration::from_millis(200);
 /// How long to wait for the Lease to be released on exit.
 pub const LEASE_RELEASE_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// Idle time after which a watch connection counts as dead: above the
-/// watcher's own 290 s server-side timeout and its 5 s margin.
-const WATCH_READ_TIMEOUT: Duration = Duration::from_secs(300);
+/// Seconds after which the API server ends each watch, and the watcher starts
+/// a new one from where it was. The watcher also gives up on a watch that has
+/// been silent that long (plus 5 s), so a connection that died without a word
+/// (a partition) delays new events by about a minute, not kube's default 5.
+const WATCH_TIMEOUT_SECONDS: u32 = 60;
+/// Idle time after which any read on the watch client fails: above the
+/// watcher's own idle timeout.
+const WATCH_READ_TIMEOUT: Duration = Duration::from_secs(70);
 
-/// Failure to run the operator.
+/// Failure to set the operator up.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// The Kubernetes client could not be built.
@@ -94,13 +100,16 @@ pub async fn run(
     settings: Settings,
     admin: Admin,
     shutdown: watch::Receiver<bool>,
-) -> Result<(), Error> {
-    let api: Api<PendingJob> = match &settings.namespace {
-        Some(namespace) => Api::namespaced(clients.watch.clone(), namespace),
-        None => Api::all(clients.watch.clone()),
+) {
+    let jobs = |client: &Client| -> Api<PendingJob> {
+        match &settings.namespace {
+            Some(namespace) => Api::namespaced(client.clone(), namespace),
+            None => Api::all(client.clone()),
+        }
     };
-    if !wait_for_api(&api, shutdown.clone()).await {
-        return Ok(());
+    let api = jobs(&clients.watch);
+    if !wait_for_api(&jobs(&clients.requests), shutdown.clone()).await {
+        return;
     }
     let election = match &settings.lease {
         Some(lease) => Election::join(clients.requests.clone(), lease.clone()),
@@ -122,7 +131,8 @@ pub async fn run(
         ctx.clone(),
     ));
     let config = controller::Config::default().concurrency(settings.max_concurrent_dispatches);
-    let controller = Controller::new(api, watcher::Config::default()).with_config(config);
+    let watch = watcher::Config::default().timeout(WATCH_TIMEOUT_SECONDS);
+    let controller = Controller::new(api, watch).with_config(config);
     let store = controller.store();
     admin.set_store(store.clone());
     tokio::spawn(mark_ready_when_synced(store, admin.clone()));
@@ -157,7 +167,6 @@ pub async fn run(
     }
     admin.set_ready(false);
     election.release(LEASE_RELEASE_TIMEOUT).await;
-    Ok(())
 }
 
 /// Waits until PendingJobs can be listed (the CRD is installed and the API
@@ -170,7 +179,7 @@ async fn wait_for_api(api: &Api<PendingJob>, shutdown: watch::Receiver<bool>) ->
             Ok(_) => return true,
             Err(error) => warn!(
                 %error,
-                "cannot list PendingJobs (is the CRD installed? `kubectl apply --server-side -k crds/`); retrying"
+                "cannot list PendingJobs (is the CRD installed? `kubectl apply --server-side -f crds/`); retrying"
             ),
         }
         tokio::select! {
