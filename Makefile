@@ -4,7 +4,7 @@ CACHE ?= $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/pendingjob-operator
 # Build outputs live outside the repo so fresh clones (CI) reuse them.
 export CARGO_TARGET_DIR ?= $(CACHE)/target
 
-.PHONY: test demo kind-demo bench crds cluster-up cluster-down cluster-env cluster-build
+.PHONY: test demo kind-demo bench chaos crds cluster-up cluster-down cluster-env cluster-build
 
 ## demo: the seed's scenario end to end on a local control plane
 demo:
@@ -37,6 +37,10 @@ cluster-build:
 ## bench: latency and throughput figures on the local control plane (not part of make test)
 bench:
 	hack/bench.sh
+
+## chaos: the delivery promise under SIGKILLs and an API server outage, as figures (not part of make test)
+chaos:
+	hack/chaos.sh
 
 ## crds: regenerate crds/pendingjob.yaml from the Rust types
 crds:

@@ -24,15 +24,8 @@ cleanup() {
 }
 trap cleanup EXIT
 
-cargo build --locked --release --bins
-BIN_DIR=${CARGO_TARGET_DIR:-target}/release
-"$CLUSTER" build
-export PATH=$("$CLUSTER" bindir):$PATH
-if [[ -z ${KUBECONFIG:-} ]]; then
-	"$CLUSTER" status || { started_plane=1; "$CLUSTER" up; }
-	eval "$("$CLUSTER" env)"
-fi
-kubectl apply --server-side --force-conflicts -k crds/ >/dev/null
+# shellcheck source=release-plane.sh
+source hack/release-plane.sh
 kubectl create namespace "$NAMESPACE" >/dev/null
 
 "$BIN_DIR/mock-api2" --listen 127.0.0.1:0 >"$WORK/api2.out" 2>/dev/null &

@@ -1,12 +1,13 @@
 //! The seed article's flaky "API 2", as a real HTTP server with knobs.
 //!
 //! - `POST /api2/simulate`: the call jobs make. 200 when healthy; the failure
-//!   status (503 by default) while failing.
+//!   status (503 by default) while failing. It reads the whole body first,
+//!   up to [`MAX_BODY_BYTES`] (1 MiB); a larger body is answered 413.
 //! - `POST /api2/toggle`: flips failure mode; answers `{"fail": bool}`.
 //! - `GET /api2/stats`: requests received, unique idempotency keys, count per
 //!   key, and the last requests with their arrival times.
 //! - `GET|PUT /api2/config`: read or change the knobs (fail, failFirst,
-//!   failStatus, retryAfterSeconds, latencyMs); `PUT` takes any subset.
+//!   failStatus, retryAfterSeconds, latencyMs, flapMs); `PUT` takes any subset.
 //!
 //! Every request to `/api2/simulate` is counted, whatever the answer.
 
@@ -14,6 +15,7 @@ use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
+use axum::body::Body;
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -23,6 +25,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::dispatch::IDEMPOTENCY_KEY;
 
+/// Largest request body `/api2/simulate` reads; a larger one is answered 413.
+/// Eight times the largest payload a PendingJob may carry.
+pub const MAX_BODY_BYTES: usize = 1 << 20;
 /// How many received requests `/api2/stats` remembers in detail.
 const REQUEST_LOG_LIMIT: usize = 10_000;
 
@@ -40,6 +45,9 @@ pub struct Knobs {
     pub retry_after_seconds: Option<u64>,
     /// Delay before answering any call, in milliseconds.
     pub latency_ms: u64,
+    /// Flap: alternate windows of this many milliseconds, healthy then
+    /// failing, counted from start-up. 0: no flapping.
+    pub flap_ms: u64,
 }
 
 impl Default for Knobs {
@@ -50,6 +58,7 @@ impl Default for Knobs {
             fail_status: 503,
             retry_after_seconds: None,
             latency_ms: 0,
+            flap_ms: 0,
         }
     }
 }
@@ -63,6 +72,7 @@ pub struct KnobsUpdate {
     fail_status: Option<u16>,
     retry_after_seconds: Option<Option<u64>>,
     latency_ms: Option<u64>,
+    flap_ms: Option<u64>,
 }
 
 /// One request to `/api2/simulate`, as remembered.
@@ -98,6 +108,8 @@ struct Inner {
     knobs: Knobs,
     stats: Stats,
     in_flight: u64,
+    /// Start-up time, ms since the epoch: where flap windows count from.
+    started_ms: i64,
 }
 
 /// Counts a request as in flight until dropped, even if the client hangs up.
@@ -133,6 +145,7 @@ impl Api2 {
                 knobs,
                 stats: Stats::default(),
                 in_flight: 0,
+                started_ms: jiff::Timestamp::now().as_millisecond(),
             })),
         }
     }
@@ -152,17 +165,26 @@ impl Api2 {
     }
 }
 
-async fn simulate(State(api): State<Api2>, headers: HeaderMap) -> Response {
+async fn simulate(State(api): State<Api2>, headers: HeaderMap, body: Body) -> Response {
     let _in_flight = InFlight::enter(&api);
     let key = headers
         .get(IDEMPOTENCY_KEY)
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned);
     let at_ms = jiff::Timestamp::now().as_millisecond();
+    // Read the whole body before answering: an answer sent while the client
+    // is still sending makes it see a broken pipe instead of the answer.
+    let too_large = axum::body::to_bytes(body, MAX_BODY_BYTES).await.is_err();
     let (knobs, failing) = api.with(|inner| {
-        let failing = inner.knobs.fail || inner.knobs.fail_first > 0;
+        let failing = inner.knobs.fail
+            || inner.knobs.fail_first > 0
+            || in_failing_window(inner.knobs.flap_ms, at_ms - inner.started_ms);
         inner.knobs.fail_first = inner.knobs.fail_first.saturating_sub(1);
-        let status = if failing { inner.knobs.fail_status } else { 200 };
+        let status = match (too_large, failing) {
+            (true, _) => StatusCode::PAYLOAD_TOO_LARGE.as_u16(),
+            (false, true) => inner.knobs.fail_status,
+            (false, false) => 200,
+        };
         let stats = &mut inner.stats;
         stats.total_requests += 1;
         if let Some(key) = &key {
@@ -178,6 +200,10 @@ async fn simulate(State(api): State<Api2>, headers: HeaderMap) -> Response {
     if knobs.latency_ms > 0 {
         tokio::time::sleep(Duration::from_millis(knobs.latency_ms)).await;
     }
+    if too_large {
+        let message = format!("request body unreadable or over {MAX_BODY_BYTES} bytes");
+        return (StatusCode::PAYLOAD_TOO_LARGE, message).into_response();
+    }
     if !failing {
         return (StatusCode::OK, "API 2 processed payload").into_response();
     }
@@ -189,6 +215,11 @@ async fn simulate(State(api): State<Api2>, headers: HeaderMap) -> Response {
             .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
     }
     response
+}
+
+/// True in the odd (failing) windows of a flap of `flap_ms`; never when 0.
+fn in_failing_window(flap_ms: u64, elapsed_ms: i64) -> bool {
+    flap_ms > 0 && (elapsed_ms.max(0).unsigned_abs() / flap_ms) % 2 == 1
 }
 
 async fn toggle(State(api): State<Api2>) -> Json<serde_json::Value> {
@@ -215,6 +246,32 @@ async fn update_config(State(api): State<Api2>, Json(update): Json<KnobsUpdate>)
         knobs.fail_status = update.fail_status.unwrap_or(knobs.fail_status);
         knobs.retry_after_seconds = update.retry_after_seconds.unwrap_or(knobs.retry_after_seconds);
         knobs.latency_ms = update.latency_ms.unwrap_or(knobs.latency_ms);
+        knobs.flap_ms = update.flap_ms.unwrap_or(knobs.flap_ms);
         knobs.clone()
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flap_windows_alternate_healthy_then_failing() {
+        let cases = [
+            (0, 5_000, false),
+            (1_000, 0, false),
+            (1_000, 999, false),
+            (1_000, 1_000, true),
+            (1_000, 1_999, true),
+            (1_000, 2_000, false),
+            (1_000, -5, false),
+        ];
+        for (flap_ms, elapsed_ms, failing) in cases {
+            assert_eq!(
+                in_failing_window(flap_ms, elapsed_ms),
+                failing,
+                "{flap_ms} {elapsed_ms}"
+            );
+        }
+    }
 }

@@ -30,6 +30,9 @@ struct Args {
     /// Wait this long before answering any call.
     #[arg(long, default_value_t = 0, value_name = "MS")]
     latency_ms: u64,
+    /// Flap: alternate windows of MS milliseconds, healthy then failing.
+    #[arg(long, default_value_t = 0, value_name = "MS")]
+    flap_ms: u64,
     /// Log format.
     #[arg(long, value_enum, default_value_t)]
     log_format: LogFormat,
@@ -45,6 +48,7 @@ async fn main() -> ExitCode {
         fail_status: args.fail_status,
         retry_after_seconds: args.retry_after,
         latency_ms: args.latency_ms,
+        flap_ms: args.flap_ms,
     };
     let listener = match tokio::net::TcpListener::bind(args.listen).await {
         Ok(listener) => listener,
