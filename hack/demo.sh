@@ -48,8 +48,8 @@ else
 	eval "$("$CLUSTER" env)"
 fi
 
-say "kubectl apply -k crds/   (the PendingJob CRD and its payload-size policy)"
-kubectl apply --server-side --force-conflicts -k crds/
+say "kubectl apply -f crds/   (the PendingJob CRD and its payload-size policy)"
+kubectl apply --server-side --force-conflicts -f crds/
 kubectl wait --for=condition=Established crd/pendingjobs.pendingjob.dev --timeout=30s
 kubectl create namespace "$NAMESPACE" --dry-run=client -o yaml | kubectl apply -f - >/dev/null
 

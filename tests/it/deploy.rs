@@ -11,8 +11,9 @@ use k8s_openapi::api::rbac::v1::{ClusterRole, PolicyRule, Role};
 use pendingjob_operator::crd::Phase;
 
 use crate::jobs::{SOON, apply, job, job_yaml, setup, status, wait_status};
+use crate::processes::{MockApi2, Operator};
 use crate::support::{
-    MockApi2, Operator, TestEnv, http_get, install_crds, kubeconfig_file, kubectl, kubectl_stdin, lease_holder, metric,
+    FAST_LEASE, TestEnv, http_get, install_crds, kubeconfig_file, kubectl, kubectl_stdin, lease_holder, metric,
     repo_path, unique_name, wait_until,
 };
 
@@ -304,16 +305,7 @@ async fn the_seed_scenario_runs_with_only_the_deploy_service_account() {
 async fn two_replicas_one_dispatcher_and_a_takeover_after_sigkill() {
     let env = setup("ha").await;
     let api2 = MockApi2::start(&["--fail"]);
-    let lease = [
-        "--lease-name",
-        "ha",
-        "--lease-duration-seconds",
-        "4",
-        "--lease-renew-deadline-seconds",
-        "2",
-        "--lease-retry-period-seconds",
-        "1",
-    ];
+    let lease = [&FAST_LEASE[..], &["--lease-name", "ha"]].concat();
     let leader = Operator::start(&env.namespace, &[&lease[..], &["--identity", "a"]].concat());
     wait_until("a to lead", SOON, || async {
         (lease_holder(&env, "ha").await.as_deref() == Some("a")).then_some(())
@@ -416,47 +408,4 @@ async fn sigterm_lets_the_in_flight_attempt_finish_and_be_recorded() {
         "the in-flight attempt was recorded"
     );
     assert_eq!(lease_holder(&env, "sigterm").await, None, "the Lease was released");
-}
-
-#[tokio::test]
-async fn readyz_is_ready_only_once_the_controller_runs() {
-    let env = setup("readyz").await;
-    // An API server that does not answer: the process is alive, not ready.
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("free port")
-        .port();
-    let nowhere = kubeconfig_file(Some("unused"), Some(&format!("https://127.0.0.1:{port}")));
-    let stuck = Operator::start_with_kubeconfig(
-        &env.namespace,
-        &["--leader-election", "false", "--log-format", "json"],
-        Some(&nowhere),
-    );
-    let stuck_admin = stuck.admin_url().await;
-    wait_until("the start-up check to fail once", SOON, || async {
-        stuck.log_text().contains("cannot list PendingJobs").then_some(())
-    })
-    .await;
-    assert_eq!(
-        http_get(&format!("{stuck_admin}/healthz")).await,
-        (200, "ok".to_owned())
-    );
-    assert_eq!(http_get(&format!("{stuck_admin}/readyz")).await.0, 503);
-    // --log-format json: every line is a JSON object.
-    for line in stuck.log_text().lines() {
-        let parsed: serde_json::Value = serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}"));
-        assert!(parsed["fields"]["message"].is_string(), "{line}");
-    }
-
-    let running = Operator::start(&env.namespace, &[]);
-    let admin = running.admin_url().await;
-    wait_until("/readyz to be ok", SOON, || async {
-        (http_get(&format!("{admin}/readyz")).await.0 == 200).then_some(())
-    })
-    .await;
-    assert!(
-        running.log_text().contains("controller starting"),
-        "{}",
-        running.log_text()
-    );
 }

@@ -10,11 +10,9 @@ use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
 use pendingjob_operator::crd::{PendingJob, Phase};
 
 use crate::jobs::{SOON, apply, job, job_yaml, setup, status, wait_status};
+use crate::processes::{MockApi2, Operator};
 use crate::proxy::TcpProxy;
-use crate::support::{
-    MockApi2, Operator, TestEnv, api_server_address, http_get, kubeconfig_file, kubectl, kubectl_stdin, lease_holder,
-    metric, wait_until,
-};
+use crate::support::{FAST_LEASE, TestEnv, http_get, kubectl, kubectl_stdin, lease_holder, metric, wait_until};
 
 /// A ValidatingAdmissionPolicy that refuses every status write of
 /// PendingJobs in the test's namespace, while it exists.
@@ -151,20 +149,12 @@ async fn refused_status_writes_are_retried_as_writes_never_as_calls() {
 async fn a_partitioned_leader_stops_before_the_other_takes_over() {
     let env = setup("partition").await;
     let api2 = MockApi2::start(&["--fail", "--latency-ms", "800"]);
-    let proxy = TcpProxy::start(api_server_address()).await;
-    let through_proxy = kubeconfig_file(None, Some(&format!("https://{}", proxy.address)));
+    let (proxy, through_proxy) = TcpProxy::to_api_server().await;
     let lease = [
-        "--lease-name",
-        "partition",
-        "--lease-duration-seconds",
-        "4",
-        "--lease-renew-deadline-seconds",
-        "2",
-        "--lease-retry-period-seconds",
-        "1",
-        "--api-timeout-seconds",
-        "3",
-    ];
+        &FAST_LEASE[..],
+        &["--lease-name", "partition", "--api-timeout-seconds", "3"],
+    ]
+    .concat();
     let a = Operator::start_with_kubeconfig(
         &env.namespace,
         &[&lease[..], &["--identity", "a"]].concat(),

@@ -6,6 +6,8 @@ mod deploy;
 mod faults;
 mod jobs;
 mod operator;
+mod processes;
 mod proxy;
 mod support;
+mod user_paths;
 mod validation;

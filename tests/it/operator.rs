@@ -11,7 +11,8 @@ use kube::runtime::{WatchStreamExt, watcher};
 use pendingjob_operator::crd::{PendingJob, Phase};
 
 use crate::jobs::{SOON, apply, job_yaml, setup, status, wait_status};
-use crate::support::{MockApi2, Operator, kubectl_stdin, wait_until};
+use crate::processes::{MockApi2, Operator};
+use crate::support::{kubectl_stdin, wait_until};
 
 /// Intervals between consecutive arrivals, in seconds.
 fn intervals(arrivals: &[i64]) -> Vec<f64> {

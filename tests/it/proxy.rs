@@ -48,9 +48,21 @@ impl TcpProxy {
         Self { address, cut, owned }
     }
 
+    /// A proxy to the tests' API server, and a kubeconfig that goes through it.
+    pub async fn to_api_server() -> (Self, std::path::PathBuf) {
+        let proxy = Self::start(crate::support::api_server_address()).await;
+        let kubeconfig = crate::support::kubeconfig_file(None, Some(&format!("https://{}", proxy.address)));
+        (proxy, kubeconfig)
+    }
+
     /// Partitions everything behind the proxy from now on.
     pub fn cut(&self) {
         self.cut.send_replace(true);
+    }
+
+    /// Heals the partition for new connections; those held stay silent.
+    pub fn restore(&self) {
+        self.cut.send_replace(false);
     }
 }
 

@@ -23,7 +23,29 @@ use kube::{Api, Client, Config};
 /// How long a test waits for the control plane to answer at all.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
 /// How often `wait_until` re-checks a condition.
-const POLL_INTERVAL: Duration = Duration::from_millis(100);
+pub const POLL_INTERVAL: Duration = Duration::from_millis(100);
+
+/// Lease flags for tests that watch leadership change hands: a 4 s Lease, a
+/// 2 s renew deadline, and a try every second.
+pub const FAST_LEASE: [&str; 6] = [
+    "--lease-duration-seconds",
+    "4",
+    "--lease-renew-deadline-seconds",
+    "2",
+    "--lease-retry-period-seconds",
+    "1",
+];
+
+/// Tests run in parallel on a small machine. A test that loads it heavily
+/// runs alone, so that the timing bounds other tests assert still hold.
+static LOAD: tokio::sync::RwLock<()> = tokio::sync::RwLock::const_new(());
+
+/// A test's turn on the machine: shared with other tests, or alone.
+#[allow(dead_code)] // Held for its drop only.
+enum Turn {
+    Shared(tokio::sync::RwLockReadGuard<'static, ()>),
+    Alone(tokio::sync::RwLockWriteGuard<'static, ()>),
+}
 
 /// One test's view of the cluster: an admin client and a fresh namespace.
 pub struct TestEnv {
@@ -31,6 +53,7 @@ pub struct TestEnv {
     pub client: Client,
     /// The namespace created for this test.
     pub namespace: String,
+    _turn: Turn,
 }
 
 impl TestEnv {
@@ -38,6 +61,16 @@ impl TestEnv {
     /// test named `name`. Panics with an explanation when there is no cluster:
     /// these tests are never skipped.
     pub async fn new(name: &str) -> Self {
+        Self::create(name, Turn::Shared(LOAD.read().await)).await
+    }
+
+    /// Like [`TestEnv::new`], for a test that loads the machine: it waits for
+    /// the tests running and runs alone.
+    pub async fn alone(name: &str) -> Self {
+        Self::create(name, Turn::Alone(LOAD.write().await)).await
+    }
+
+    async fn create(name: &str, turn: Turn) -> Self {
         let client = admin_client().await;
         let namespace = unique_name(name);
         let ns = Namespace {
@@ -52,7 +85,11 @@ impl TestEnv {
             .create(&PostParams::default(), &ns)
             .await
             .unwrap_or_else(|e| panic!("creating test namespace {namespace}: {e}"));
-        Self { client, namespace }
+        Self {
+            client,
+            namespace,
+            _turn: turn,
+        }
     }
 
     /// A typed API for namespaced resources in this test's namespace.
@@ -187,15 +224,16 @@ pub fn repo_path(relative: &str) -> std::path::PathBuf {
     std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(relative)
 }
 
-/// Installs `crds/` the way a user does (`kubectl apply --server-side -k crds/`)
-/// and waits for the CRD to be established. Idempotent; runs once per process.
+/// Installs `crds/` the way most users do (`kubectl apply --server-side -f
+/// crds/`; on the fresh plane of `make test`, this is the first install) and
+/// waits for the CRD to be established. Idempotent; runs once per process.
 pub fn install_crds() {
     static INSTALLED: std::sync::OnceLock<()> = std::sync::OnceLock::new();
     INSTALLED.get_or_init(|| {
         let crds = repo_path("crds");
         let crds = crds.to_str().expect("utf-8 path");
-        let applied = kubectl(&["apply", "--server-side", "--force-conflicts", "-k", crds]);
-        assert!(applied.status.success(), "kubectl apply -k crds/ failed: {applied:?}");
+        let applied = kubectl(&["apply", "--server-side", "--force-conflicts", "-f", crds]);
+        assert!(applied.status.success(), "kubectl apply -f crds/ failed: {applied:?}");
         let established = kubectl(&[
             "wait",
             "--for=condition=Established",
@@ -224,204 +262,6 @@ pub fn kubectl_stdin(args: &[&str], stdin: &str) -> Output {
         .write_all(stdin.as_bytes())
         .expect("writing kubectl's stdin");
     child.wait_with_output().expect("waiting for kubectl")
-}
-
-/// A `mock-api2` process on a free loopback port, killed (by PID) on drop.
-pub struct MockApi2 {
-    child: std::process::Child,
-    /// Base URL, e.g. `http://127.0.0.1:40123`.
-    pub base: String,
-    http: reqwest::Client,
-}
-
-impl MockApi2 {
-    /// Starts the built `mock-api2` binary with extra `args`.
-    pub fn start(args: &[&str]) -> Self {
-        use std::io::BufRead as _;
-        let mut child = Command::new(env!("CARGO_BIN_EXE_mock-api2"))
-            .args(["--listen", "127.0.0.1:0"])
-            .args(args)
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .expect("starting mock-api2");
-        let mut line = String::new();
-        std::io::BufReader::new(child.stdout.take().expect("piped stdout"))
-            .read_line(&mut line)
-            .expect("reading mock-api2's first line");
-        let base = line
-            .split_whitespace()
-            .find(|w| w.starts_with("http://"))
-            .unwrap_or_else(|| panic!("mock-api2 did not report its address: {line:?}"))
-            .to_owned();
-        Self {
-            child,
-            base,
-            http: reqwest::Client::new(),
-        }
-    }
-
-    /// The URL jobs should call.
-    pub fn simulate_url(&self) -> String {
-        format!("{}/api2/simulate", self.base)
-    }
-
-    /// Sends `request` to API 2 and decodes its JSON answer.
-    async fn json<T: serde::de::DeserializeOwned>(&self, request: reqwest::RequestBuilder, what: &str) -> T {
-        request
-            .send()
-            .await
-            .and_then(reqwest::Response::error_for_status)
-            .unwrap_or_else(|e| panic!("{what}: {e}"))
-            .json()
-            .await
-            .unwrap_or_else(|e| panic!("{what}: {e}"))
-    }
-
-    /// `GET /api2/stats`.
-    pub async fn stats(&self) -> pendingjob_operator::mock_api2::Stats {
-        self.json(self.http.get(format!("{}/api2/stats", self.base)), "GET /api2/stats")
-            .await
-    }
-
-    /// Calls made with idempotency key `key`.
-    pub async fn calls_for(&self, key: &str) -> u64 {
-        self.stats().await.per_key.get(key).copied().unwrap_or(0)
-    }
-
-    /// Arrival times (ms since the epoch) of the calls made with `key`.
-    pub async fn arrivals_for(&self, key: &str) -> Vec<i64> {
-        let stats = self.stats().await;
-        stats
-            .requests
-            .iter()
-            .filter(|r| r.key.as_deref() == Some(key))
-            .map(|r| r.at_ms)
-            .collect()
-    }
-
-    /// `POST /api2/toggle`; returns the new failure mode.
-    pub async fn toggle(&self) -> bool {
-        let answer: serde_json::Value = self
-            .json(
-                self.http.post(format!("{}/api2/toggle", self.base)),
-                "POST /api2/toggle",
-            )
-            .await;
-        answer["fail"].as_bool().expect("toggle answers {\"fail\": bool}")
-    }
-}
-
-impl Drop for MockApi2 {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// A `pendingjob-operator` process watching one namespace, killed (by PID) on
-/// drop. Its log (with `decided` lines at debug) goes to a file.
-pub struct Operator {
-    child: std::process::Child,
-    /// Where its stderr goes.
-    pub log: std::path::PathBuf,
-}
-
-impl Operator {
-    /// Starts the built operator for `namespace` with extra `args`.
-    pub fn start(namespace: &str, args: &[&str]) -> Self {
-        Self::start_with_kubeconfig(namespace, args, None)
-    }
-
-    /// Like [`Operator::start`], with another kubeconfig than the tests' own.
-    pub fn start_with_kubeconfig(namespace: &str, args: &[&str], kubeconfig: Option<&std::path::Path>) -> Self {
-        let dir = std::env::temp_dir().join("pendingjob-it");
-        std::fs::create_dir_all(&dir).expect("creating the log directory");
-        let log = dir.join(format!("{}.log", unique_name(namespace)));
-        let file = std::fs::File::create(&log).expect("creating the operator log");
-        let mut command = Command::new(env!("CARGO_BIN_EXE_pendingjob-operator"));
-        command
-            .args(["run", "--namespace", namespace, "--admin-listen", "127.0.0.1:0"])
-            .args(args)
-            .env("RUST_LOG", "info,pendingjob_operator=debug")
-            .stdout(std::process::Stdio::null())
-            .stderr(file);
-        if let Some(kubeconfig) = kubeconfig {
-            command.env("KUBECONFIG", kubeconfig);
-        }
-        let child = command.spawn().expect("starting pendingjob-operator");
-        Self { child, log }
-    }
-
-    /// SIGKILL, and reap.
-    pub fn kill(mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-
-    /// The log so far.
-    pub fn log_text(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    /// Base URL of its admin server (`/healthz`, `/readyz`, `/metrics`), from its log.
-    pub async fn admin_url(&self) -> String {
-        wait_until(
-            "the operator's admin server address",
-            Duration::from_secs(10),
-            || async {
-                // `address=127.0.0.1:N` in text logs, `"address":"127.0.0.1:N"` in JSON.
-                let log = self.log_text();
-                let line = log.lines().find(|l| l.contains("admin server listening"))?;
-                let port: String = line
-                    .split("127.0.0.1:")
-                    .nth(1)?
-                    .chars()
-                    .take_while(char::is_ascii_digit)
-                    .collect();
-                Some(format!("http://127.0.0.1:{port}"))
-            },
-        )
-        .await
-    }
-
-    /// Sends SIGTERM (by PID), as Kubernetes does to stop a pod.
-    pub fn terminate(&self) {
-        let status = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status()
-            .expect("running kill");
-        assert!(status.success(), "kill -TERM failed");
-    }
-
-    /// Waits for the process to exit; returns how long that took.
-    pub async fn wait_exit(&mut self, timeout: Duration) -> Duration {
-        let start = Instant::now();
-        while self.child.try_wait().expect("try_wait").is_none() {
-            assert!(
-                start.elapsed() < timeout,
-                "the operator did not exit within {timeout:?}"
-            );
-            tokio::time::sleep(POLL_INTERVAL).await;
-        }
-        start.elapsed()
-    }
-
-    /// Lines of the log that mention job `name` and contain `needle`.
-    pub fn log_lines(&self, name: &str, needle: &str) -> usize {
-        let name = format!("name={name}");
-        self.log_text()
-            .lines()
-            .filter(|l| l.contains(&name) && l.contains(needle))
-            .count()
-    }
-}
-
-impl Drop for Operator {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 /// The tests' kubeconfig, flattened, as JSON.
