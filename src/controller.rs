@@ -250,17 +250,20 @@ async fn record(job: &PendingJob, key: &JobKey, owed: Unrecorded, ctx: &Context)
             });
         }
     };
+    // Whatever stands now (a newer status, a new job under this name) is
+    // decided afresh at once: the event that woke this reconcile may have
+    // been its only one.
     match landed {
         Landed::Recorded => ctx.metrics.attempt_recorded(),
         Landed::Superseded => {
             warn!(namespace = %key.0, name = %key.1, attempts = owed.next.attempts, "the status was advanced by someone else; this attempt stays unrecorded");
             ctx.metrics.attempt_dropped(DropReason::superseded);
-            return Ok(Action::await_change());
+            return Ok(Action::requeue(Duration::ZERO));
         }
         Landed::Gone => {
             info!(namespace = %key.0, name = %key.1, uid = %owed.uid, "the job that was called is gone; nothing to record");
             ctx.metrics.attempt_dropped(DropReason::deleted);
-            return Ok(Action::await_change());
+            return Ok(Action::requeue(Duration::ZERO));
         }
     }
     let mut reference = job.object_ref(&());
