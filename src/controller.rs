@@ -1,29 +1,37 @@
-//! The reconciler: for each `PendingJob`, fetch, decide, act, record, requeue.
+//! The reconciler: for each `PendingJob`, fetch, decide, and hand a due
+//! attempt to a task of its own ([`crate::attempt`]), so that no reconcile
+//! ever waits on a target.
 //!
 //! The decision comes from `.status` alone (see [`lifecycle::decide`]): any
 //! watch event, our own status write included, can wake a job early, and a
-//! job that is not yet due costs no HTTP call and no API write. A due job is
-//! read afresh before its call, so a lagging cache can never cause a second
-//! call, and its outcome is recorded with the fenced write of [`fence`].
+//! job that is not yet due costs no HTTP call and no API write. A job has at
+//! most one attempt task at a time; the task reads the job afresh before its
+//! call, so a lagging cache can never cause a second call.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use jiff::Timestamp;
-use k8s_openapi::api::core::v1::ObjectReference;
 use kube::runtime::controller::Action;
-use kube::runtime::events::{Event, EventType, Recorder, Reporter};
-use kube::{Api, Client, Resource, ResourceExt};
-use tracing::{debug, info, warn};
+use kube::runtime::events::{Recorder, Reporter};
+use kube::{Api, Client, ResourceExt};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::{debug, warn};
 
+use crate::attempt;
 use crate::backoff;
-use crate::crd::{PendingJob, PendingJobStatus, Phase};
+use crate::crd::{PendingJob, PendingJobStatus};
 use crate::dispatch::Dispatcher;
-use crate::fence::{self, FIELD_MANAGER, JobKey, Landed, Ledger, Unrecorded, WriteError};
+use crate::fence::{FIELD_MANAGER, JobKey};
 use crate::leader::{Leadership, Term};
-use crate::lifecycle::{self, Attempt, Decision};
-use crate::metrics::{DropReason, Metrics};
+use crate::lifecycle::{self, Decision};
+use crate::metrics::Metrics;
+use crate::slots::{Slots, target_of};
+
+/// When a job woken during its attempt is looked at again.
+const BUSY_RECHECK: Duration = Duration::from_secs(1);
 
 /// Infrastructure trouble; a target's failures are never an `Error`.
 #[derive(Debug, thiserror::Error)]
@@ -31,46 +39,32 @@ pub enum Error {
     /// The object lacks a field the API server always sets.
     #[error("PendingJob has no {0}")]
     MissingField(&'static str),
-    /// Reading the job afresh before its call failed.
-    #[error("reading PendingJob {namespace}/{name}: {source}")]
-    Read {
-        /// Namespace of the job.
-        namespace: String,
-        /// Name of the job.
-        name: String,
-        /// The API error.
-        source: kube::Error,
-    },
-    /// The status write failed; the outcome waits in the ledger.
-    #[error("writing the status of PendingJob {namespace}/{name}: {source}")]
-    StatusWrite {
-        /// Namespace of the job.
-        namespace: String,
-        /// Name of the job.
-        name: String,
-        /// What went wrong.
-        source: WriteError,
-    },
 }
 
-/// Shared state of the reconciler.
+/// Shared state of the reconciler and of the attempt tasks.
 pub struct Context {
-    client: Client,
-    dispatcher: Dispatcher,
-    ledger: Ledger,
-    failures: Failures,
-    metrics: Arc<Metrics>,
-    recorder: Recorder,
-    leadership: Leadership,
+    pub(crate) client: Client,
+    pub(crate) dispatcher: Dispatcher,
+    pub(crate) slots: Slots,
+    pub(crate) metrics: Arc<Metrics>,
+    pub(crate) recorder: Recorder,
+    pub(crate) leadership: Leadership,
+    pub(crate) failures: Failures,
+    /// Jobs with an attempt task.
+    running: Mutex<HashSet<JobKey>>,
+    tasks: TaskTracker,
+    /// Cancelled at shutdown: attempts not yet started give up.
+    pub(crate) stopping: CancellationToken,
 }
 
 impl Context {
-    /// A context whose reconciles dispatch only while `leadership` holds, and
-    /// whose Events name `identity` as the reporting instance. Every call
-    /// `client` makes must have a timeout.
+    /// A context whose attempts run only while `leadership` holds, within
+    /// `slots`, and whose Events name `identity` as the reporting instance.
+    /// Every call `client` makes must have a timeout.
     pub fn new(
         client: Client,
         dispatcher: Dispatcher,
+        slots: Slots,
         metrics: Arc<Metrics>,
         identity: &str,
         leadership: Leadership,
@@ -83,240 +77,87 @@ impl Context {
             recorder: Recorder::new(client.clone(), reporter),
             client,
             dispatcher,
-            ledger: Ledger::default(),
-            failures: Failures::default(),
+            slots,
             metrics,
             leadership,
+            failures: Failures::default(),
+            running: Mutex::default(),
+            tasks: TaskTracker::new(),
+            stopping: CancellationToken::new(),
         }
     }
 
     /// Forgets a job that was deleted.
     pub fn forget_deleted(&self, namespace: &str, name: &str) {
-        let key = (namespace.to_owned(), name.to_owned());
-        self.failures.reset(&key);
-        if self.ledger.take(&key).is_some() {
-            self.metrics.attempt_dropped(DropReason::deleted);
-        }
+        self.failures.reset(&(namespace.to_owned(), name.to_owned()));
     }
 
-    /// Drops every outcome still owed: leadership was lost, and whoever leads
-    /// next decides from the status as it stands.
-    pub fn abandon_owed(&self) {
-        for _ in self.ledger.drain() {
-            self.metrics.attempt_dropped(DropReason::lost_leadership);
-        }
+    /// Starts no more attempts; waits for those in flight to be recorded.
+    pub async fn drain(&self) {
+        self.stopping.cancel();
+        self.tasks.close();
+        self.tasks.wait().await;
     }
 
-    fn api(&self, namespace: &str) -> Api<PendingJob> {
+    pub(crate) fn api(&self, namespace: &str) -> Api<PendingJob> {
         Api::namespaced(self.client.clone(), namespace)
+    }
+
+    /// Starts the attempt task of `job`; false if it has one already.
+    fn start_attempt(self: &Arc<Self>, key: JobKey, target: String, term: Term) -> bool {
+        if self.stopping.is_cancelled() {
+            return true;
+        }
+        if !self.running().insert(key.clone()) {
+            return false;
+        }
+        let ctx = self.clone();
+        self.tasks.spawn(async move {
+            attempt::run(&ctx, &key, &target, term).await;
+            ctx.running().remove(&key);
+        });
+        true
+    }
+
+    fn running(&self) -> std::sync::MutexGuard<'_, HashSet<JobKey>> {
+        self.running.lock().unwrap_or_else(PoisonError::into_inner)
     }
 }
 
-/// Reconciles one job: fetch its status, decide, make at most one call,
-/// record the outcome in one fenced status write, and requeue for the next
-/// decision. Consecutive errors back off per job (see [`error_policy`]).
+/// Reconciles one job: decide from its cached status, and when it is due,
+/// start its attempt; otherwise requeue for when it will be.
 pub async fn reconcile(job: Arc<PendingJob>, ctx: Arc<Context>) -> Result<Action, Error> {
     let key = (
         job.namespace().ok_or(Error::MissingField("metadata.namespace"))?,
         job.name_any(),
     );
-    let result = reconcile_job(&job, &key, &ctx).await;
-    if result.is_ok() {
-        ctx.failures.reset(&key);
-    }
-    result
-}
-
-async fn reconcile_job(job: &PendingJob, key: &JobKey, ctx: &Context) -> Result<Action, Error> {
     // A standby keeps its cache warm but never dispatches; it is woken for
     // every job when it becomes the leader.
     let Some(term) = ctx.leadership.term() else {
         return Ok(Action::await_change());
     };
-    // An outcome still owed is recorded before anything new is decided.
-    if let Some(owed) = ctx.ledger.take(key) {
-        return record(job, key, owed, ctx).await;
-    }
-    // Decide from the cache: most wake-ups end here, at no cost.
-    let cached = job.status.clone().unwrap_or_default();
-    if let Some(action) = not_now(key, &cached) {
+    let status = job.status.clone().unwrap_or_default();
+    if let Some(action) = not_now(&key, &status) {
         return Ok(action);
     }
-    // Due: read the job afresh, so a lagging cache cannot cause a second call.
-    let read = ctx.api(&key.0).get_opt(&key.1).await;
-    let Some(fresh) = read.map_err(|source| Error::Read {
-        namespace: key.0.clone(),
-        name: key.1.clone(),
-        source,
-    })?
-    else {
-        return Ok(Action::await_change());
-    };
-    let status = fresh.status.clone().unwrap_or_default();
-    if let Some(action) = not_now(key, &status) {
-        return Ok(action);
-    }
-    match attempt(&fresh, key, status, term, ctx).await? {
-        Some(owed) => record(job, key, owed, ctx).await,
-        None => Ok(Action::await_change()),
+    if ctx.start_attempt(key, target_of(&job.spec.target.url), term) {
+        // Its status write wakes the job again.
+        Ok(Action::await_change())
+    } else {
+        // Woken during its attempt (by that attempt's own write, say): look
+        // again once the task has ended, whatever it ended with.
+        Ok(Action::requeue(BUSY_RECHECK))
     }
 }
 
 /// The action for a job that is not due now, or `None` when it is.
-fn not_now(key: &JobKey, status: &PendingJobStatus) -> Option<Action> {
+pub(crate) fn not_now(key: &JobKey, status: &PendingJobStatus) -> Option<Action> {
     let decision = lifecycle::decide(status, Timestamp::now());
     debug!(namespace = %key.0, name = %key.1, ?decision, attempts = status.attempts, "decided");
     match decision {
         Decision::Attempt => None,
         Decision::Wait(remaining) => Some(Action::requeue(remaining)),
         Decision::Finished => Some(Action::await_change()),
-    }
-}
-
-/// Makes one call for `job`, unless leadership ends first; returns the
-/// outcome that must now be recorded, or `None` when the call was abandoned.
-async fn attempt(
-    job: &PendingJob,
-    key: &JobKey,
-    status: PendingJobStatus,
-    term: Term,
-    ctx: &Context,
-) -> Result<Option<Unrecorded>, Error> {
-    let uid = job.uid().ok_or(Error::MissingField("metadata.uid"))?;
-    let resource_version = job
-        .resource_version()
-        .ok_or(Error::MissingField("metadata.resourceVersion"))?;
-    // The last moment to notice a lost Lease before calling.
-    if ctx.leadership.term() != Some(term) {
-        return Ok(None);
-    }
-    ctx.metrics.attempt_started();
-    let started = Timestamp::now();
-    let outcome = tokio::select! {
-        outcome = ctx.dispatcher.attempt(&job.spec, &uid) => outcome,
-        () = ctx.leadership.ended(term) => {
-            warn!(namespace = %key.0, name = %key.1, "leadership lost during the call; abandoning it unrecorded");
-            ctx.metrics.attempt_dropped(DropReason::lost_leadership);
-            return Ok(None);
-        }
-    };
-    let finished = Timestamp::now();
-    ctx.metrics
-        .observe_attempt(&outcome, started.duration_until(finished).as_secs_f64());
-    let attempt = Attempt {
-        policy: &job.spec.retry_policy,
-        generation: job.meta().generation,
-        started,
-        finished,
-        jitter_unit: backoff::jitter_unit(&uid, status.attempts),
-    };
-    let next = lifecycle::record(&status, &attempt, &outcome);
-    log_attempt(&key.0, &key.1, &next);
-    Ok(Some(Unrecorded {
-        uid,
-        resource_version,
-        base: status,
-        next,
-        term,
-    }))
-}
-
-/// Records `owed` with one fenced status write. A write that fails keeps the
-/// outcome in the ledger, to be written again (never called again) after a
-/// per-job backoff; a term that ended drops it.
-async fn record(job: &PendingJob, key: &JobKey, owed: Unrecorded, ctx: &Context) -> Result<Action, Error> {
-    if ctx.leadership.term() != Some(owed.term) {
-        ctx.metrics.attempt_dropped(DropReason::lost_leadership);
-        return Ok(Action::await_change());
-    }
-    let api = ctx.api(&key.0);
-    let written = tokio::select! {
-        written = fence::write(&api, &key.1, &owed) => written,
-        () = ctx.leadership.ended(owed.term) => {
-            warn!(namespace = %key.0, name = %key.1, "leadership lost during the status write; abandoning it");
-            ctx.metrics.attempt_dropped(DropReason::lost_leadership);
-            return Ok(Action::await_change());
-        }
-    };
-    let landed = match written {
-        Ok(landed) => landed,
-        Err(source) => {
-            ctx.metrics.status_write_failed(source.reason());
-            ctx.ledger.owe(key.clone(), owed);
-            return Err(Error::StatusWrite {
-                namespace: key.0.clone(),
-                name: key.1.clone(),
-                source,
-            });
-        }
-    };
-    // Whatever stands now (a newer status, a new job under this name) is
-    // decided afresh at once: the event that woke this reconcile may have
-    // been its only one.
-    match landed {
-        Landed::Recorded => ctx.metrics.attempt_recorded(),
-        Landed::Superseded => {
-            warn!(namespace = %key.0, name = %key.1, attempts = owed.next.attempts, "the status was advanced by someone else; this attempt stays unrecorded");
-            ctx.metrics.attempt_dropped(DropReason::superseded);
-            return Ok(Action::requeue(Duration::ZERO));
-        }
-        Landed::Gone => {
-            info!(namespace = %key.0, name = %key.1, uid = %owed.uid, "the job that was called is gone; nothing to record");
-            ctx.metrics.attempt_dropped(DropReason::deleted);
-            return Ok(Action::requeue(Duration::ZERO));
-        }
-    }
-    let mut reference = job.object_ref(&());
-    reference.uid = Some(owed.uid.clone());
-    publish_event(&ctx.recorder, &reference, &owed.next).await;
-    Ok(match lifecycle::decide(&owed.next, Timestamp::now()) {
-        Decision::Wait(remaining) => Action::requeue(remaining),
-        Decision::Attempt => Action::requeue(Duration::ZERO),
-        Decision::Finished => Action::await_change(),
-    })
-}
-
-fn log_attempt(namespace: &str, name: &str, status: &PendingJobStatus) {
-    let code = status.last_status_code;
-    let attempts = status.attempts;
-    match status.phase {
-        Phase::Succeeded => info!(%namespace, %name, attempts, ?code, "delivered"),
-        Phase::Failed => {
-            warn!(%namespace, %name, attempts, ?code, error = ?status.last_error, "given up")
-        }
-        _ => info!(
-            %namespace, %name, attempts, retry = status.retry_count, ?code,
-            next_retry = ?status.next_retry_time.as_ref().map(|t| t.0),
-            error = ?status.last_error,
-            "attempt failed; retry scheduled"
-        ),
-    }
-}
-
-/// One Event per attempt, so that `kubectl describe pendingjob` tells the
-/// story. Losing an Event is not worth failing the reconcile over.
-async fn publish_event(recorder: &Recorder, job: &ObjectReference, status: &PendingJobStatus) {
-    // The note is the message of the condition this attempt set.
-    let (type_, reason, condition) = match status.phase {
-        Phase::Succeeded => (EventType::Normal, "Delivered", lifecycle::SUCCEEDED),
-        Phase::Failed => (EventType::Warning, "GaveUp", lifecycle::FAILED),
-        Phase::Retrying | Phase::Pending => (EventType::Warning, "AttemptFailed", lifecycle::SUCCEEDED),
-    };
-    let note = status
-        .conditions
-        .iter()
-        .find(|c| c.type_ == condition)
-        .map(|c| c.message.clone())
-        .unwrap_or_default();
-    let event = Event {
-        type_,
-        reason: reason.to_owned(),
-        note: Some(lifecycle::truncate(&note, 1024)),
-        action: "Dispatch".to_owned(),
-        secondary: None,
-    };
-    if let Err(error) = recorder.publish(&event, job).await {
-        warn!(job = ?job.name, %error, "publishing an Event");
     }
 }
 
@@ -331,9 +172,9 @@ pub fn error_policy(job: Arc<PendingJob>, error: &Error, ctx: Arc<Context>) -> A
     Action::requeue(delay)
 }
 
-/// Consecutive failed reconciles, per job.
+/// Consecutive failures of Kubernetes calls, per job.
 #[derive(Debug, Default)]
-struct Failures(Mutex<HashMap<JobKey, u32>>);
+pub(crate) struct Failures(Mutex<HashMap<JobKey, u32>>);
 
 impl Failures {
     fn map(&self) -> std::sync::MutexGuard<'_, HashMap<JobKey, u32>> {
@@ -341,14 +182,14 @@ impl Failures {
     }
 
     /// Counts one more failure of `job`; returns how many in a row.
-    fn count(&self, job: JobKey) -> u32 {
+    pub(crate) fn count(&self, job: JobKey) -> u32 {
         let mut map = self.map();
         let failures = map.entry(job).or_default();
         *failures = failures.saturating_add(1);
         *failures
     }
 
-    fn reset(&self, job: &JobKey) {
+    pub(crate) fn reset(&self, job: &JobKey) {
         self.map().remove(job);
     }
 }

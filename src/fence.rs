@@ -1,18 +1,14 @@
 //! Recording an attempt: a status write fenced to the object that was called
-//! and to the status the call was decided from, and a ledger of outcomes
-//! whose write has not landed yet.
+//! and to the status the call was decided from.
 //!
-//! Once a call has returned, its outcome is owed to the API server. When the
-//! write fails, the outcome waits in the [`Ledger`] and is written again
-//! later; the call is never made again for it. The write carries the
+//! Once a call has returned, its outcome is owed to the API server; when the
+//! write fails, the attempt task ([`crate::attempt`]) writes it again later,
+//! and never makes the call again for it. The write carries the
 //! resourceVersion of the object the decision was read from as a
 //! precondition, so it cannot land on a recreated object or over a newer
 //! status. On a conflict, a fresh
 //! read tells an unrelated change (metadata, spec) from a status that someone
 //! else advanced, which wins.
-
-use std::collections::HashMap;
-use std::sync::{Mutex, PoisonError};
 
 use kube::api::{Patch, PatchParams};
 use kube::{Api, Resource, ResourceExt};
@@ -156,41 +152,6 @@ async fn apply_status(
         .map(|_| ())
 }
 
-/// Outcomes owed to the API server, by job.
-#[derive(Debug, Default)]
-pub struct Ledger(Mutex<HashMap<JobKey, Unrecorded>>);
-
-impl Ledger {
-    fn map(&self) -> std::sync::MutexGuard<'_, HashMap<JobKey, Unrecorded>> {
-        self.0.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-
-    /// Keeps an outcome whose write failed, to write it again later.
-    pub fn owe(&self, job: JobKey, owed: Unrecorded) {
-        self.map().insert(job, owed);
-    }
-
-    /// Takes the outcome owed for `job`, if any.
-    pub fn take(&self, job: &JobKey) -> Option<Unrecorded> {
-        self.map().remove(job)
-    }
-
-    /// Takes every outcome owed.
-    pub fn drain(&self) -> Vec<Unrecorded> {
-        self.map().drain().map(|(_, owed)| owed).collect()
-    }
-
-    /// Outcomes still owed.
-    pub fn len(&self) -> usize {
-        self.map().len()
-    }
-
-    /// True when nothing is owed.
-    pub fn is_empty(&self) -> bool {
-        self.map().is_empty()
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
@@ -235,23 +196,5 @@ mod tests {
         for (current, want) in cases {
             assert_eq!(after_conflict(current, &owed), want, "{current:?}");
         }
-    }
-
-    #[test]
-    fn the_ledger_keeps_one_outcome_per_job() {
-        let ledger = Ledger::default();
-        let job = ("ns".to_owned(), "job".to_owned());
-        let owed = Unrecorded {
-            uid: "uid-1".into(),
-            resource_version: "1".into(),
-            base: status(0, 0),
-            next: status(1, 1),
-            term: 1,
-        };
-        assert!(ledger.take(&job).is_none());
-        ledger.owe(job.clone(), owed.clone());
-        assert_eq!(ledger.len(), 1);
-        assert_eq!(ledger.take(&job), Some(owed));
-        assert!(ledger.is_empty());
     }
 }

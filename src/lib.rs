@@ -5,8 +5,10 @@
 //! - [`backoff`] - capped exponential backoff, pure.
 //! - [`lifecycle`] - what to do with a job now, and what an attempt makes of it; pure.
 //! - [`dispatch`] - one HTTP call to the target and what its response means.
-//! - [`fence`] - recording an attempt: the fenced status write and the outcomes still owed.
-//! - [`controller`] - the reconciler wiring those together.
+//! - [`fence`] - recording an attempt: the fenced status write.
+//! - [`slots`] - how many calls may be in flight, in all and per target.
+//! - [`attempt`] - one attempt in a task of its own: slot, fresh read, call, fenced write.
+//! - [`controller`] - the reconciler: decide, and hand due attempts to their tasks.
 //! - [`leader`] - who may dispatch: leadership terms, bounded by a renew deadline.
 //! - [`elector`] - the campaign for the leader Lease, after client-go.
 //! - [`metrics`] - Prometheus metrics.
@@ -16,6 +18,7 @@
 //! - [`telemetry`] - logging.
 
 pub mod admin;
+pub mod attempt;
 pub mod backoff;
 pub mod controller;
 pub mod crd;
@@ -27,4 +30,5 @@ pub mod lifecycle;
 pub mod metrics;
 pub mod mock_api2;
 pub mod operator;
+pub mod slots;
 pub mod telemetry;

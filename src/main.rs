@@ -40,6 +40,11 @@ struct RunArgs {
     /// Most calls to targets in flight at once.
     #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u16).range(1..))]
     max_concurrent_dispatches: u16,
+    /// Most calls in flight at once to one target (scheme, host and port),
+    /// so a slow target holds only its share (default: a quarter of
+    /// --max-concurrent-dispatches, at least 1).
+    #[arg(long, value_parser = clap::value_parser!(u16).range(1..))]
+    max_concurrent_per_target: Option<u16>,
     /// Log format.
     #[arg(long, value_enum, default_value_t)]
     log_format: LogFormat,
@@ -171,6 +176,9 @@ async fn run(args: RunArgs) -> ExitCode {
     let settings = Settings {
         namespace: args.namespace,
         max_concurrent_dispatches: args.max_concurrent_dispatches,
+        max_concurrent_per_target: args
+            .max_concurrent_per_target
+            .unwrap_or((args.max_concurrent_dispatches / 4).max(1)),
         shutdown_grace: Duration::from_secs(args.shutdown_grace_seconds),
         lease,
         identity,

@@ -21,7 +21,11 @@ use crate::dispatch::Dispatcher;
 use crate::elector::LeaseSettings;
 use crate::leader::{Election, Tenure};
 use crate::metrics::Metrics;
+use crate::slots::Slots;
 
+/// Reconciles at once; each only decides and starts a task, so this bounds
+/// work on the cache, not calls.
+const RECONCILE_CONCURRENCY: u16 = 64;
 /// How often to retry listing PendingJobs at start-up (no CRD yet, API down).
 const STARTUP_RETRY: Duration = Duration::from_secs(5);
 /// How often the readiness task re-checks the controller's cache.
@@ -81,8 +85,10 @@ impl Clients {
 pub struct Settings {
     /// Only watch this namespace; all namespaces when `None`.
     pub namespace: Option<String>,
-    /// Most reconciles (and so HTTP calls) in flight at once.
+    /// Most calls to targets in flight at once.
     pub max_concurrent_dispatches: u16,
+    /// Most calls in flight at once to one target (scheme, host and port).
+    pub max_concurrent_per_target: u16,
     /// After SIGTERM, how long in-flight attempts may take to finish and be recorded.
     pub shutdown_grace: Duration,
     /// Leader election; `None` runs as the only instance.
@@ -116,21 +122,28 @@ pub async fn run(
         None => Election::none(),
     };
     let leadership = election.leadership.clone();
-    info!(namespace = ?settings.namespace, concurrency = settings.max_concurrent_dispatches, "controller starting");
+    info!(
+        namespace = ?settings.namespace,
+        calls = settings.max_concurrent_dispatches,
+        calls_per_target = settings.max_concurrent_per_target,
+        "controller starting"
+    );
 
+    let slots = Slots::new(
+        usize::from(settings.max_concurrent_dispatches),
+        usize::from(settings.max_concurrent_per_target),
+    );
     let ctx = Arc::new(Context::new(
         clients.requests,
         dispatcher,
+        slots,
         admin.metrics.clone(),
         &settings.identity,
         leadership.clone(),
     ));
-    tokio::spawn(follow_leadership(
-        leadership.subscribe(),
-        admin.metrics.clone(),
-        ctx.clone(),
-    ));
-    let config = controller::Config::default().concurrency(settings.max_concurrent_dispatches);
+    tokio::spawn(follow_leadership(leadership.subscribe(), admin.metrics.clone()));
+    // Reconciles only decide and start tasks; they never wait on a target.
+    let config = controller::Config::default().concurrency(RECONCILE_CONCURRENCY);
     let watch = watcher::Config::default().timeout(WATCH_TIMEOUT_SECONDS);
     let controller = Controller::new(api, watch).with_config(config);
     let store = controller.store();
@@ -161,8 +174,12 @@ pub async fn run(
         info!(?grace, "shutting down: no new attempts; waiting for in-flight ones");
         tokio::time::sleep(grace).await;
     };
+    let drained = async {
+        controller.await;
+        ctx.drain().await;
+    };
     tokio::select! {
-        () = controller => info!("controller stopped"),
+        () = drained => info!("controller stopped; every attempt started was recorded"),
         () = grace_elapsed => warn!(?grace, "grace period over with attempts still in flight; they will be retried"),
     }
     admin.set_ready(false);
@@ -222,17 +239,12 @@ fn leadership_gained(tenure: watch::Receiver<Option<Tenure>>) -> impl Stream<Ite
     })
 }
 
-/// Keeps the leader gauge and the log in step with the election, and drops
-/// the outcomes still owed when a term ends: whoever leads next decides from
-/// the status as it stands.
-async fn follow_leadership(mut tenure: watch::Receiver<Option<Tenure>>, metrics: Arc<Metrics>, ctx: Arc<Context>) {
+/// Keeps the leader gauge and the log in step with the election.
+async fn follow_leadership(mut tenure: watch::Receiver<Option<Tenure>>, metrics: Arc<Metrics>) {
     loop {
         let term = tenure.borrow_and_update().map(|t| t.term);
         metrics.leader.set(i64::from(term.is_some()));
         info!(leader = term.is_some(), ?term, "leadership");
-        if term.is_none() {
-            ctx.abandon_owed();
-        }
         if tenure.changed().await.is_err() {
             metrics.leader.set(0);
             return;

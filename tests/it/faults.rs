@@ -89,13 +89,13 @@ spec:
     }
 }
 
-/// The backoff delays the operator logged for job `name`'s failed reconciles.
+/// The backoff delays the operator logged for job `name`'s failed status writes.
 fn error_delays(operator: &Operator, name: &str) -> Vec<String> {
     let job = format!("job={name} ");
     operator
         .log_text()
         .lines()
-        .filter(|l| l.contains("retrying after a backoff") && l.contains(&job))
+        .filter(|l| l.contains("retrying the write (not the call)") && l.contains(&job))
         .filter_map(|l| l.split("delay=").nth(1))
         .map(|d| d.split_whitespace().next().unwrap_or_default().to_owned())
         .collect()

@@ -8,6 +8,7 @@ mod jobs;
 mod operator;
 mod processes;
 mod proxy;
+mod scale;
 mod support;
 mod user_paths;
 mod validation;

@@ -355,7 +355,10 @@ async fn a_finished_job_is_never_called_again() {
 async fn concurrent_dispatches_are_bounded_by_the_flag() {
     let env = setup("bounded").await;
     let api2 = MockApi2::start(&["--latency-ms", "300"]);
-    let _operator = Operator::start(&env.namespace, &["--max-concurrent-dispatches", "2"]);
+    let _operator = Operator::start(
+        &env.namespace,
+        &["--max-concurrent-dispatches", "2", "--max-concurrent-per-target", "2"],
+    );
     // All six at once, in one apply: without the bound, all six calls would overlap.
     let manifests: String = (0..6)
         .map(|n| job_yaml(&format!("job-{n}"), &api2.simulate_url(), "initialDelaySeconds: 1") + "---\n")

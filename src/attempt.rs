@@ -1,0 +1,195 @@
+//! One attempt of a job, in a task of its own: a call slot, a fresh read, at
+//! most one call, and the fenced status write that records it.
+//!
+//! A failed write is retried as a write, after a per-job backoff (1 s, 2 s,
+//! 4 s … 5 min), until it lands or this instance stops leading; the call is
+//! never made again for it. A leader whose term ends abandons the attempt at
+//! whatever step it is, unrecorded.
+
+use jiff::Timestamp;
+use k8s_openapi::api::core::v1::ObjectReference;
+use kube::runtime::events::{Event, EventType, Recorder};
+use kube::{Resource, ResourceExt};
+use tracing::{info, warn};
+
+use crate::backoff;
+use crate::controller::{Context, not_now};
+use crate::crd::{PendingJob, PendingJobStatus, Phase};
+use crate::fence::{self, JobKey, Landed, Unrecorded};
+use crate::leader::Term;
+use crate::lifecycle::{self, Attempt};
+use crate::metrics::DropReason;
+
+/// Runs the attempt of job `key`, whose calls go to `target`, in `term`.
+/// Whatever it ends with, the job's next reconcile decides from there.
+pub async fn run(ctx: &Context, key: &JobKey, target: &str, term: Term) {
+    let mut failures = 0;
+    loop {
+        let slot = tokio::select! {
+            slot = ctx.slots.acquire(target) => slot,
+            // The next term reconciles every job.
+            () = ctx.leadership.ended(term) => return,
+            () = ctx.stopping.cancelled() => return,
+        };
+        let Ok(slot) = slot else {
+            return;
+        };
+        let job = match ctx.api(&key.0).get_opt(&key.1).await {
+            Ok(job) => job,
+            Err(error) => {
+                drop(slot);
+                failures += 1;
+                let delay = backoff::error_delay(failures);
+                warn!(job = %key.1, %error, failures, ?delay, "reading the job failed; retrying after a backoff");
+                ctx.metrics.reconcile_errors.inc();
+                tokio::select! {
+                    () = tokio::time::sleep(delay) => continue,
+                    () = ctx.leadership.ended(term) => return,
+                    () = ctx.stopping.cancelled() => return,
+                }
+            }
+        };
+        // Gone, or not due: the cache lagged, and the newer status is on its way.
+        let Some(job) = job.filter(|job| not_now(key, &job.status.clone().unwrap_or_default()).is_none()) else {
+            return;
+        };
+        let Some(owed) = call(ctx, &job, key, term).await else {
+            return;
+        };
+        // The slot bounds calls, not writes.
+        drop(slot);
+        return record(ctx, &job, key, owed).await;
+    }
+}
+
+/// Makes one call for `job`, unless leadership ends first; returns the
+/// outcome that must now be recorded, or `None` when there was none.
+async fn call(ctx: &Context, job: &PendingJob, key: &JobKey, term: Term) -> Option<Unrecorded> {
+    let uid = job.uid()?;
+    let resource_version = job.resource_version()?;
+    let status = job.status.clone().unwrap_or_default();
+    // The last moment to notice a lost Lease before calling.
+    if ctx.leadership.term() != Some(term) {
+        return None;
+    }
+    ctx.metrics.attempt_started();
+    let started = Timestamp::now();
+    let outcome = tokio::select! {
+        outcome = ctx.dispatcher.attempt(&job.spec, &uid) => outcome,
+        () = ctx.leadership.ended(term) => {
+            warn!(namespace = %key.0, name = %key.1, "leadership lost during the call; abandoning it unrecorded");
+            ctx.metrics.attempt_dropped(DropReason::lost_leadership);
+            return None;
+        }
+    };
+    let finished = Timestamp::now();
+    ctx.metrics
+        .observe_attempt(&outcome, started.duration_until(finished).as_secs_f64());
+    let attempt = Attempt {
+        policy: &job.spec.retry_policy,
+        generation: job.meta().generation,
+        started,
+        finished,
+        jitter_unit: backoff::jitter_unit(&uid, status.attempts),
+    };
+    let next = lifecycle::record(&status, &attempt, &outcome);
+    log_attempt(&key.0, &key.1, &next);
+    Some(Unrecorded {
+        uid,
+        resource_version,
+        base: status,
+        next,
+        term,
+    })
+}
+
+/// Writes `owed` until it lands, is settled otherwise, or the term ends.
+async fn record(ctx: &Context, job: &PendingJob, key: &JobKey, owed: Unrecorded) {
+    let api = ctx.api(&key.0);
+    let mut failures = 0;
+    loop {
+        let written = tokio::select! {
+            written = fence::write(&api, &key.1, &owed) => written,
+            () = ctx.leadership.ended(owed.term) => {
+                warn!(namespace = %key.0, name = %key.1, "leadership lost before the status write landed; abandoning it");
+                ctx.metrics.attempt_dropped(DropReason::lost_leadership);
+                return;
+            }
+        };
+        match written {
+            Ok(Landed::Recorded) => {
+                ctx.metrics.attempt_recorded();
+                let mut reference = job.object_ref(&());
+                reference.uid = Some(owed.uid.clone());
+                return publish_event(&ctx.recorder, &reference, &owed.next).await;
+            }
+            Ok(Landed::Superseded) => {
+                warn!(namespace = %key.0, name = %key.1, attempts = owed.next.attempts, "the status was advanced by someone else; this attempt stays unrecorded");
+                ctx.metrics.attempt_dropped(DropReason::superseded);
+                return;
+            }
+            Ok(Landed::Gone) => {
+                info!(namespace = %key.0, name = %key.1, uid = %owed.uid, "the job that was called is gone; nothing to record");
+                ctx.metrics.attempt_dropped(DropReason::deleted);
+                return;
+            }
+            Err(error) => {
+                failures += 1;
+                let delay = backoff::error_delay(failures);
+                warn!(job = %key.1, %error, failures, ?delay, "writing the status failed; retrying the write (not the call) after a backoff");
+                ctx.metrics.status_write_failed(error.reason());
+                tokio::select! {
+                    () = tokio::time::sleep(delay) => {}
+                    () = ctx.leadership.ended(owed.term) => {
+                        ctx.metrics.attempt_dropped(DropReason::lost_leadership);
+                        return;
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn log_attempt(namespace: &str, name: &str, status: &PendingJobStatus) {
+    let code = status.last_status_code;
+    let attempts = status.attempts;
+    match status.phase {
+        Phase::Succeeded => info!(%namespace, %name, attempts, ?code, "delivered"),
+        Phase::Failed => {
+            warn!(%namespace, %name, attempts, ?code, error = ?status.last_error, "given up")
+        }
+        _ => info!(
+            %namespace, %name, attempts, retry = status.retry_count, ?code,
+            next_retry = ?status.next_retry_time.as_ref().map(|t| t.0),
+            error = ?status.last_error,
+            "attempt failed; retry scheduled"
+        ),
+    }
+}
+
+/// One Event per attempt, so that `kubectl describe pendingjob` tells the
+/// story. Losing an Event is not worth failing the attempt over.
+async fn publish_event(recorder: &Recorder, job: &ObjectReference, status: &PendingJobStatus) {
+    // The note is the message of the condition this attempt set.
+    let (type_, reason, condition) = match status.phase {
+        Phase::Succeeded => (EventType::Normal, "Delivered", lifecycle::SUCCEEDED),
+        Phase::Failed => (EventType::Warning, "GaveUp", lifecycle::FAILED),
+        Phase::Retrying | Phase::Pending => (EventType::Warning, "AttemptFailed", lifecycle::SUCCEEDED),
+    };
+    let note = status
+        .conditions
+        .iter()
+        .find(|c| c.type_ == condition)
+        .map(|c| c.message.clone())
+        .unwrap_or_default();
+    let event = Event {
+        type_,
+        reason: reason.to_owned(),
+        note: Some(lifecycle::truncate(&note, 1024)),
+        action: "Dispatch".to_owned(),
+        secondary: None,
+    };
+    if let Err(error) = recorder.publish(&event, job).await {
+        warn!(job = ?job.name, %error, "publishing an Event");
+    }
+}

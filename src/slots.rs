@@ -1,0 +1,122 @@
+//! Call slots: how many calls may be in flight, in all and per target.
+//!
+//! A target is a scheme, host and port. A call first takes a slot of its
+//! target, then one of the global pool, so jobs queued behind a busy or
+//! hanging target hold no global slot: that target can occupy its own share
+//! of the pool, never the rest.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError, Weak};
+
+use tokio::sync::{AcquireError, OwnedSemaphorePermit, Semaphore};
+
+/// The right to make one call; released on drop.
+#[derive(Debug)]
+pub struct Slot {
+    _target: OwnedSemaphorePermit,
+    _global: OwnedSemaphorePermit,
+}
+
+/// The global pool and the per-target limits.
+#[derive(Debug)]
+pub struct Slots {
+    global: Arc<Semaphore>,
+    per_target: usize,
+    // Weak, so a target's semaphore goes away with its last waiter.
+    targets: Mutex<HashMap<String, Weak<Semaphore>>>,
+}
+
+impl Slots {
+    /// `global` calls at once in all, at most `per_target` to one target.
+    pub fn new(global: usize, per_target: usize) -> Self {
+        Self {
+            global: Arc::new(Semaphore::new(global.max(1))),
+            per_target: per_target.max(1),
+            targets: Mutex::default(),
+        }
+    }
+
+    /// Waits for a slot to call `target` (see [`target_of`]). Fails only if
+    /// a semaphore was closed, which this type never does.
+    pub async fn acquire(&self, target: &str) -> Result<Slot, AcquireError> {
+        let target = self.target(target).acquire_owned().await?;
+        let global = self.global.clone().acquire_owned().await?;
+        Ok(Slot {
+            _target: target,
+            _global: global,
+        })
+    }
+
+    fn target(&self, target: &str) -> Arc<Semaphore> {
+        let mut targets = self.targets.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(semaphore) = targets.get(target).and_then(Weak::upgrade) {
+            return semaphore;
+        }
+        targets.retain(|_, semaphore| semaphore.strong_count() > 0);
+        let semaphore = Arc::new(Semaphore::new(self.per_target));
+        targets.insert(target.to_owned(), Arc::downgrade(&semaphore));
+        semaphore
+    }
+}
+
+/// The target of `url` for the per-target limit: `scheme://host:port`, with
+/// the scheme's default port filled in. An unparsable URL is its own target.
+pub fn target_of(url: &str) -> String {
+    match reqwest::Url::parse(url) {
+        Ok(url) => format!(
+            "{}://{}:{}",
+            url.scheme(),
+            url.host_str().unwrap_or_default(),
+            url.port_or_known_default().unwrap_or_default()
+        ),
+        Err(_) => url.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    #[test]
+    fn target_of_table() {
+        let cases = [
+            ("http://api.example/charges", "http://api.example:80"),
+            ("https://api.example/a?b=c", "https://api.example:443"),
+            ("https://API.example:8443/x", "https://api.example:8443"),
+            ("http://127.0.0.1:9090/api2/simulate", "http://127.0.0.1:9090"),
+            ("http://user:secret@api.example/", "http://api.example:80"),
+            ("not a url", "not a url"),
+        ];
+        for (url, want) in cases {
+            assert_eq!(target_of(url), want, "{url}");
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_busy_target_holds_only_its_own_share() {
+        let slots = Arc::new(Slots::new(4, 2));
+        let mut held = Vec::new();
+        for _ in 0..2 {
+            held.push(slots.acquire("http://slow:80").await.unwrap());
+        }
+        // A third call to the same target waits, holding no global slot...
+        let queued = tokio::spawn({
+            let slots = slots.clone();
+            async move { slots.acquire("http://slow:80").await }
+        });
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        assert!(!queued.is_finished());
+        // ...so other targets get the two global slots left.
+        let other = [
+            slots.acquire("http://a:80").await.unwrap(),
+            slots.acquire("http://b:80").await.unwrap(),
+        ];
+        let fifth = tokio::time::timeout(Duration::from_millis(10), slots.acquire("http://c:80")).await;
+        assert!(fifth.is_err(), "the global pool is full");
+        drop(other);
+        drop(held.pop());
+        assert!(queued.await.unwrap().is_ok());
+    }
+}

@@ -1,0 +1,86 @@
+//! Calls run off the reconcile path, within a global limit and a limit per
+//! target: a target that hangs holds only its own share.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use pendingjob_operator::crd::{PendingJob, Phase};
+use tokio::net::TcpListener;
+
+use crate::jobs::{SOON, job_yaml, setup};
+use crate::processes::{MockApi2, Operator};
+use crate::support::{kubectl_stdin, wait_until};
+
+/// A listener that accepts connections and never answers; counts them.
+async fn black_hole() -> (String, Arc<AtomicUsize>, tokio::task::JoinHandle<()>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("binding");
+    let url = format!("http://{}/hang", listener.local_addr().expect("address"));
+    let accepted = Arc::new(AtomicUsize::new(0));
+    let counter = accepted.clone();
+    let task = tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((socket, _)) = listener.accept().await {
+            counter.fetch_add(1, Ordering::SeqCst);
+            held.push(socket);
+        }
+    });
+    (url, accepted, task)
+}
+
+/// `count` jobs named `prefix-N` calling `url`, applied in one `kubectl apply`.
+fn apply_many(namespace: &str, prefix: &str, url: &str, count: usize) {
+    let manifests: String = (0..count)
+        .map(|n| {
+            job_yaml(&format!("{prefix}-{n}"), url, "initialDelaySeconds: 1").replace(
+                &format!("    url: {url}\n"),
+                &format!("    url: {url}\n    timeoutSeconds: 30\n"),
+            ) + "---\n"
+        })
+        .collect();
+    let out = kubectl_stdin(&["apply", "--namespace", namespace, "-f", "-"], &manifests);
+    assert!(out.status.success(), "{out:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hanging_target_holds_only_its_share_of_the_calls() {
+    let env = setup("isolation").await;
+    let (hanging, accepted, _listener) = black_hole().await;
+    let healthy = MockApi2::start(&[]);
+    // The global limit at 16, the per-target limit at its default (4).
+    let _operator = Operator::start(&env.namespace, &["--max-concurrent-dispatches", "16"]);
+
+    apply_many(&env.namespace, "hang", &hanging, 40);
+    wait_until("the hanging target's share to be taken", SOON, || async {
+        (accepted.load(Ordering::SeqCst) >= 4).then_some(())
+    })
+    .await;
+    let started = Instant::now();
+    apply_many(&env.namespace, "ok", &healthy.simulate_url(), 40);
+    let api = env.api::<PendingJob>();
+    wait_until(
+        "every healthy job to succeed within 10 s",
+        Duration::from_secs(10),
+        || async {
+            let jobs = api.list(&Default::default()).await.expect("list");
+            let done = jobs
+                .items
+                .iter()
+                .filter(|j| j.metadata.name.as_deref().is_some_and(|n| n.starts_with("ok-")))
+                .filter(|j| j.status.as_ref().is_some_and(|s| s.phase == Phase::Succeeded))
+                .count();
+            (done == 40).then_some(())
+        },
+    )
+    .await;
+    eprintln!(
+        "isolation: 40 healthy jobs Succeeded {:.2} s after their apply, beside 40 hanging ones",
+        started.elapsed().as_secs_f64()
+    );
+    assert_eq!(healthy.stats().await.total_requests, 40);
+    assert_eq!(
+        accepted.load(Ordering::SeqCst),
+        4,
+        "the hanging target got exactly its share of calls, no more"
+    );
+}
