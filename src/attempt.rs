@@ -7,14 +7,13 @@
 //! whatever step it is, unrecorded.
 
 use jiff::Timestamp;
-use k8s_openapi::api::core::v1::ObjectReference;
-use kube::runtime::events::{Event, EventType, Recorder};
 use kube::{Resource, ResourceExt};
 use tracing::{info, warn};
 
 use crate::backoff;
 use crate::controller::{Context, not_now};
 use crate::crd::{PendingJob, PendingJobStatus, Phase};
+use crate::events;
 use crate::fence::{self, JobKey, Landed, Unrecorded};
 use crate::leader::Term;
 use crate::lifecycle::{self, Attempt};
@@ -121,7 +120,7 @@ async fn record(ctx: &Context, job: &PendingJob, key: &JobKey, owed: Unrecorded)
                 ctx.metrics.attempt_recorded();
                 let mut reference = job.object_ref(&());
                 reference.uid = Some(owed.uid.clone());
-                return publish_event(&ctx.recorder, &reference, &owed.next).await;
+                return events::publish(&ctx.recorder, &reference, &owed.base, &owed.next).await;
             }
             Ok(Landed::Superseded) => {
                 warn!(namespace = %key.0, name = %key.1, attempts = owed.next.attempts, "the status was advanced by someone else; this attempt stays unrecorded");
@@ -164,32 +163,5 @@ fn log_attempt(namespace: &str, name: &str, status: &PendingJobStatus) {
             error = ?status.last_error,
             "attempt failed; retry scheduled"
         ),
-    }
-}
-
-/// One Event per attempt, so that `kubectl describe pendingjob` tells the
-/// story. Losing an Event is not worth failing the attempt over.
-async fn publish_event(recorder: &Recorder, job: &ObjectReference, status: &PendingJobStatus) {
-    // The note is the message of the condition this attempt set.
-    let (type_, reason, condition) = match status.phase {
-        Phase::Succeeded => (EventType::Normal, "Delivered", lifecycle::SUCCEEDED),
-        Phase::Failed => (EventType::Warning, "GaveUp", lifecycle::FAILED),
-        Phase::Retrying | Phase::Pending => (EventType::Warning, "AttemptFailed", lifecycle::SUCCEEDED),
-    };
-    let note = status
-        .conditions
-        .iter()
-        .find(|c| c.type_ == condition)
-        .map(|c| c.message.clone())
-        .unwrap_or_default();
-    let event = Event {
-        type_,
-        reason: reason.to_owned(),
-        note: Some(lifecycle::truncate(&note, 1024)),
-        action: "Dispatch".to_owned(),
-        secondary: None,
-    };
-    if let Err(error) = recorder.publish(&event, job).await {
-        warn!(job = ?job.name, %error, "publishing an Event");
     }
 }

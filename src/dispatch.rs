@@ -15,6 +15,10 @@ use crate::lifecycle::Outcome;
 
 /// Header carrying the job's UID, so the target can drop duplicate deliveries.
 pub const IDEMPOTENCY_KEY: &str = "Idempotency-Key";
+/// Longest wait for a target to accept a connection.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// Keep-alive probes on pooled connections, so a dead peer is noticed.
+const TCP_KEEPALIVE: Duration = Duration::from_secs(30);
 /// How much of an error response's body goes into `lastError`.
 const BODY_SNIPPET_BYTES: usize = 200;
 
@@ -31,11 +35,15 @@ pub struct Dispatcher {
 
 impl Dispatcher {
     /// A dispatcher that never follows redirects (a 3xx is an answer to record,
-    /// and following one could turn a POST into a GET).
+    /// and following one could turn a POST into a GET). Connections are kept
+    /// alive and pooled per target; connecting has a bound of its own, below
+    /// each job's `timeoutSeconds` for the whole call.
     pub fn new() -> Result<Self, ClientError> {
         let client = Client::builder()
             .user_agent(concat!("pendingjob-operator/", env!("CARGO_PKG_VERSION")))
             .redirect(reqwest::redirect::Policy::none())
+            .connect_timeout(CONNECT_TIMEOUT)
+            .tcp_keepalive(TCP_KEEPALIVE)
             .build()?;
         Ok(Self { client })
     }

@@ -8,6 +8,8 @@
 //! - [`fence`] - recording an attempt: the fenced status write.
 //! - [`slots`] - how many calls may be in flight, in all and per target.
 //! - [`attempt`] - one attempt in a task of its own: slot, fresh read, call, fenced write.
+//! - [`cache`] - what the controller's cache keeps of a job.
+//! - [`events`] - one Event per change of phase.
 //! - [`controller`] - the reconciler: decide, and hand due attempts to their tasks.
 //! - [`leader`] - who may dispatch: leadership terms, bounded by a renew deadline.
 //! - [`elector`] - the campaign for the leader Lease, after client-go.
@@ -20,10 +22,12 @@
 pub mod admin;
 pub mod attempt;
 pub mod backoff;
+pub mod cache;
 pub mod controller;
 pub mod crd;
 pub mod dispatch;
 pub mod elector;
+pub mod events;
 pub mod fence;
 pub mod leader;
 pub mod lifecycle;

@@ -8,13 +8,14 @@ use std::time::Duration;
 use futures::{Stream, StreamExt};
 use kube::api::ListParams;
 use kube::runtime::controller::{self, Controller};
-use kube::runtime::reflector::Store;
-use kube::runtime::watcher;
+use kube::runtime::reflector::{self, Store};
+use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client};
 use tokio::sync::watch;
 use tracing::{debug, info, warn};
 
 use crate::admin::Admin;
+use crate::cache;
 use crate::controller::{Context, error_policy, reconcile};
 use crate::crd::PendingJob;
 use crate::dispatch::Dispatcher;
@@ -145,8 +146,13 @@ pub async fn run(
     // Reconciles only decide and start tasks; they never wait on a target.
     let config = controller::Config::default().concurrency(RECONCILE_CONCURRENCY);
     let watch = watcher::Config::default().timeout(WATCH_TIMEOUT_SECONDS);
-    let controller = Controller::new(api, watch).with_config(config);
-    let store = controller.store();
+    let (store, writer) = reflector::store();
+    let jobs = watcher(api, watch)
+        .default_backoff()
+        .modify(cache::slim)
+        .reflect(writer)
+        .applied_objects();
+    let controller = Controller::for_stream(jobs, store.clone()).with_config(config);
     admin.set_store(store.clone());
     tokio::spawn(mark_ready_when_synced(store, admin.clone()));
 

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use futures::TryStreamExt;
 use jiff::Timestamp;
+use k8s_openapi::api::events::v1::Event;
 use kube::api::{DeleteParams, Patch, PatchParams};
 use kube::runtime::{WatchStreamExt, watcher};
 use pendingjob_operator::crd::{PendingJob, Phase};
@@ -315,6 +316,15 @@ async fn our_own_status_write_causes_no_extra_call_or_write() {
     assert_eq!(api2.calls_for(&uid).await, 4);
     // The status writes did wake the reconciler, which then wrote nothing.
     assert!(operator.log_lines("quiet", "Wait(") >= 3, "{}", operator.log_text());
+    // One Event for the whole run of failures, not one per attempt.
+    let events = env.api::<Event>().list(&Default::default()).await.expect("list Events");
+    let reasons: Vec<_> = events
+        .items
+        .iter()
+        .filter(|e| e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some("quiet"))
+        .map(|e| (e.reason.clone().unwrap_or_default(), e.series.is_some()))
+        .collect();
+    assert_eq!(reasons, [("AttemptFailed".to_owned(), false)]);
 }
 
 #[tokio::test]
