@@ -33,7 +33,10 @@ pub async fn run(ctx: &Context, key: &JobKey, target: &str, term: Term) {
         let Ok(slot) = slot else {
             return;
         };
-        let job = match ctx.api(&key.0).get_opt(&key.1).await {
+        // Boxed, so that a task queued for a slot holds a small future: a
+        // backlog of thousands of due jobs costs little memory.
+        let read = Box::pin(ctx.api(&key.0).get_opt(&key.1)).await;
+        let job = match read {
             Ok(job) => job,
             Err(error) => {
                 drop(slot);
@@ -52,12 +55,12 @@ pub async fn run(ctx: &Context, key: &JobKey, target: &str, term: Term) {
         let Some(job) = job.filter(|job| not_now(key, &job.status.clone().unwrap_or_default()).is_none()) else {
             return;
         };
-        let Some(owed) = call(ctx, &job, key, term).await else {
+        let Some(owed) = Box::pin(call(ctx, &job, key, term)).await else {
             return;
         };
         // The slot bounds calls, not writes.
         drop(slot);
-        return record(ctx, &job, key, owed).await;
+        return Box::pin(record(ctx, &job, key, owed)).await;
     }
 }
 

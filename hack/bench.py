@@ -1,0 +1,283 @@
+#!/usr/bin/env python3
+"""`make bench`: figures, never assertions (hack/bench.sh builds and sets up).
+
+Every run uses the release binaries in $BIN_DIR, the cluster in $KUBECONFIG
+and the pinned kubectl in $PATH. Everything binds 127.0.0.1, is bounded in
+count and time, and is stopped by PID. Sizes can be lowered for a quick look:
+BENCH_SINGLE (100), BENCH_RETRYING (1000), BENCH_DRAIN (10000), BENCH_BIG (2000).
+"""
+
+import json
+import os
+import re
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from concurrent.futures import ThreadPoolExecutor
+
+BIN = os.environ["BIN_DIR"]
+RUN = f"bench-{os.getpid()}"
+SINGLE = int(os.environ.get("BENCH_SINGLE", 100))
+RETRYING = int(os.environ.get("BENCH_RETRYING", 1000))
+DRAIN = int(os.environ.get("BENCH_DRAIN", 10000))
+BIG = int(os.environ.get("BENCH_BIG", 2000))
+# BENCH_ONLY=latency,lateness,isolation,drain runs only those sections.
+WORK = tempfile.mkdtemp(prefix="pendingjob-bench-")
+# Runs with a single target let it have the whole pool of 16 calls; the
+# isolation run keeps the defaults (16 in all, 4 per target).
+ONE_TARGET = ("--max-concurrent-per-target", "16")
+children = []
+
+
+def kubectl(*args, stdin=None):
+    out = subprocess.run(["kubectl", *args], input=stdin, capture_output=True, text=True, check=False)
+    if out.returncode != 0:
+        sys.exit(f"kubectl {' '.join(args[:3])}: {out.stderr.strip()}")
+    return out.stdout
+
+
+def wait(what, timeout, check, every=0.2):
+    deadline = time.time() + timeout
+    while True:
+        value = check()
+        if value:
+            return value
+        if time.time() > deadline:
+            sys.exit(f"bench: timed out after {timeout} s waiting for {what}")
+        time.sleep(every)
+
+
+def http(url, method="GET"):
+    with urllib.request.urlopen(urllib.request.Request(url, method=method), timeout=30) as response:
+        return response.read().decode()
+
+
+def start(name, *args):
+    log = open(os.path.join(WORK, f"{name}.log"), "w")
+    child = subprocess.Popen(args, stdout=subprocess.PIPE if name.startswith("api2") else log, stderr=log, text=True)
+    children.append(child)
+    return child
+
+
+def stop(child):
+    child.terminate()
+    try:
+        child.wait(timeout=40)
+    except subprocess.TimeoutExpired:
+        child.kill()
+        child.wait()
+
+
+class Api2:
+    def __init__(self, name, *args):
+        self.child = start(name, f"{BIN}/mock-api2", "--listen", "127.0.0.1:0", *args)
+        self.base = re.search(r"http://\S+", self.child.stdout.readline()).group(0)
+        self.url = f"{self.base}/api2/simulate"
+
+    def stats(self):
+        return json.loads(http(f"{self.base}/api2/stats"))
+
+    def toggle(self):
+        http(f"{self.base}/api2/toggle", "POST")
+
+
+class Operator:
+    def __init__(self, namespace, *args):
+        self.name = f"operator-{namespace}"
+        self.child = start(self.name, f"{BIN}/pendingjob-operator", "run", "--namespace", namespace,
+                           "--admin-listen", "127.0.0.1:0", "--leader-election=false", *args)
+        log = os.path.join(WORK, f"{self.name}.log")
+        port = wait("the operator's admin address", 30,
+                    lambda: re.search(r"admin server listening.*127\.0\.0\.1:(\d+)", open(log).read()))
+        self.admin = f"http://127.0.0.1:{port.group(1)}"
+        wait("the operator to be ready", 60, lambda: self.ready())
+
+    def ready(self):
+        try:
+            return http(f"{self.admin}/readyz") == "ok"
+        except OSError:
+            return False
+
+    def metric(self, series):
+        for line in http(f"{self.admin}/metrics").splitlines():
+            if line.startswith(series + " "):
+                return float(line.split()[-1])
+        return 0.0
+
+    def succeeded(self):
+        return self.metric('pendingjob_jobs{phase="Succeeded"}')
+
+    def rss_mib(self):
+        for line in open(f"/proc/{self.child.pid}/status"):
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+        return float("nan")
+
+
+def namespace(suffix):
+    name = f"{RUN}-{suffix}"
+    kubectl("create", "namespace", name)
+    return name
+
+
+def job(name, url, payload_bytes=0, policy="{}", timeout=10):
+    payload = {"name": name, "filler": "x" * payload_bytes}
+    return {"apiVersion": "pendingjob.dev/v1alpha1", "kind": "PendingJob", "metadata": {"name": name},
+            "spec": {"target": {"url": url, "timeoutSeconds": timeout}, "payload": payload,
+                     "retryPolicy": json.loads(policy) if policy != "{}" else {}}}
+
+
+def create(ns, jobs, chunk=250, parallel=4):
+    """Creates `jobs` with `kubectl create`, `parallel` chunks at a time."""
+    chunks = [jobs[i:i + chunk] for i in range(0, len(jobs), chunk)]
+
+    def one(items):
+        kubectl("create", "--namespace", ns, "-o", "name", "-f", "-",
+                stdin=json.dumps({"apiVersion": "v1", "kind": "List", "items": items}))
+
+    with ThreadPoolExecutor(parallel) as pool:
+        list(pool.map(one, chunks))
+
+
+def apiserver_writes():
+    """Writes the API server counted for PendingJobs and Events, from its own /metrics."""
+    totals = {"pendingjobs": 0.0, "events": 0.0}
+    for line in kubectl("get", "--raw", "/metrics").splitlines():
+        if not line.startswith("apiserver_request_total{"):
+            continue
+        labels = dict(re.findall(r'(\w+)="([^"]*)"', line))
+        if labels.get("resource") in totals and labels.get("verb") not in ("GET", "LIST", "WATCH"):
+            totals[labels["resource"]] += float(line.split()[-1])
+    return totals
+
+
+def pct(values, p):
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(round(p / 100 * (len(ordered) - 1))))]
+
+
+def latency():
+    ns = namespace("latency")
+    api2 = Api2("api2-latency")
+    operator = Operator(ns, *ONE_TARGET)
+    print(f"idle: operator RSS {operator.rss_mib():.1f} MiB")
+    samples = []
+    for n in range(SINGLE):
+        before = time.time() * 1000
+        uid = kubectl("create", "--namespace", ns, "-o", "jsonpath={.metadata.uid}", "-f", "-",
+                      stdin=json.dumps(job(f"single-{n}", api2.url)))
+        first = wait("the first call", 10, lambda: next(
+            (r["atMs"] for r in api2.stats()["requests"] if r["key"] == uid), None), every=0.01)
+        samples.append(first - before)
+    print(f"apply -> first call (n={len(samples)}): p50 {pct(samples, 50):.0f} ms, "
+          f"p99 {pct(samples, 99):.0f} ms, max {max(samples):.0f} ms "
+          f"(from the start of `kubectl create`, its own ~40-60 ms included)")
+    stop(operator.child)
+
+
+def lateness_and_writes():
+    ns = namespace("retrying")
+    api2 = Api2("api2-retrying", "--fail")
+    operator = Operator(ns, *ONE_TARGET)
+    delay_ms = 8000
+    create(ns, [job(f"retry-{n}", api2.url, 100, '{"initialDelaySeconds": 8, "multiplier": 1}')
+                for n in range(RETRYING)])
+    wait("every job to be retrying", 120, lambda: api2.stats()["uniqueKeys"] >= RETRYING)
+    time.sleep(delay_ms / 1000)  # every job past its first retry
+    writes_before, calls_before, window_start = apiserver_writes(), api2.stats()["totalRequests"], time.time() * 1000
+    time.sleep(4 * delay_ms / 1000)  # the measurement window: 4 retries of each job
+    writes_after, stats = apiserver_writes(), api2.stats()
+    calls = stats["totalRequests"] - calls_before
+    by_key = {}
+    for r in stats["requests"]:
+        if r["atMs"] >= window_start:
+            by_key.setdefault(r["key"], []).append(r["atMs"])
+    late = [b - a - delay_ms for arrivals in by_key.values() for a, b in zip(arrivals, arrivals[1:])]
+    print(f"retry lateness ({RETRYING} jobs retrying every 8 s, {len(late)} retries): "
+          f"p50 {pct(late, 50):.0f} ms, p99 {pct(late, 99):.0f} ms, max {max(late):.0f} ms")
+    status = writes_after["pendingjobs"] - writes_before["pendingjobs"]
+    events = writes_after["events"] - writes_before["events"]
+    print(f"API writes per attempt while retrying: {status / calls:.3f} status + {events / calls:.3f} Event "
+          f"({calls} attempts; from apiserver_request_total)")
+    api2.toggle()
+    wait("every job to succeed", 300, lambda: operator.succeeded() >= RETRYING)
+    time.sleep(2)  # the last writes and Events land
+    quiet_before = apiserver_writes()
+    time.sleep(10)
+    quiet_after = apiserver_writes()
+    quiet = sum(quiet_after.values()) - sum(quiet_before.values())
+    print(f"API writes in 10 s with {RETRYING} finished jobs and nothing due: {quiet:.0f}")
+    stop(operator.child)
+
+
+def drain_and_memory():
+    ns = namespace("drain")
+    api2 = Api2("api2-drain")
+    create(ns, [job(f"drain-{n}", api2.url, 1024) for n in range(DRAIN)])
+    started = time.time()
+    operator = Operator(ns, *ONE_TARGET)
+    wait(f"{DRAIN} jobs to succeed", 900, lambda: operator.succeeded() >= DRAIN, every=0.5)
+    drained = DRAIN / (time.time() - started)
+    print(f"memory: operator RSS {operator.rss_mib():.1f} MiB with {DRAIN} jobs of 1 KiB payload")
+    stop(operator.child)
+    raw = kubectl_tight_client(ns)
+    print(f"drain: {DRAIN} jobs (1 KiB) at {drained:.0f} jobs/s; a tight client writes their status at "
+          f"{raw:.0f}/s on the same API server: ratio {drained / raw:.2f}")
+
+    ns = namespace("big")
+    create(ns, [job(f"big-{n}", api2.url, 64 * 1024) for n in range(BIG)], chunk=50)
+    operator = Operator(ns, *ONE_TARGET)
+    wait(f"{BIG} big jobs to succeed", 600, lambda: operator.succeeded() >= BIG, every=0.5)
+    print(f"memory: operator RSS {operator.rss_mib():.1f} MiB with {BIG} jobs of 64 KiB payload")
+    stop(operator.child)
+
+
+def kubectl_tight_client(ns):
+    out = subprocess.run([f"{BIN}/examples/status_patch_rate", ns, "16"], capture_output=True, text=True, check=True)
+    return float(re.search(r"([\d.]+)/s", out.stdout).group(1))
+
+
+def isolation():
+    hanging = Api2("api2-hanging", "--latency-ms", "3600000")
+    healthy = Api2("api2-healthy")
+
+    def healthy_time(suffix, with_hanging):
+        ns = namespace(suffix)
+        operator = Operator(ns)
+        if with_hanging:
+            create(ns, [job(f"hang-{n}", hanging.url, 100, timeout=30) for n in range(40)])
+            wait("the hanging target's share", 30, lambda: hanging.stats()["totalRequests"] >= 4)
+        started = time.time()
+        create(ns, [job(f"ok-{n}", healthy.url, 100) for n in range(40)])
+        wait("40 healthy jobs", 60, lambda: operator.succeeded() >= 40, every=0.05)
+        elapsed = time.time() - started
+        stop(operator.child)
+        return elapsed
+
+    alone = healthy_time("alone", False)
+    beside = healthy_time("beside", True)
+    print(f"isolation: 40 healthy jobs succeed in {alone:.2f} s alone, {beside:.2f} s beside 40 jobs "
+          f"on a target that never answers: ratio {beside / alone:.2f}")
+
+
+def main():
+    sections = {"latency": latency, "lateness": lateness_and_writes, "isolation": isolation,
+                "drain": drain_and_memory}
+    only = os.environ.get("BENCH_ONLY", ",".join(sections)).split(",")
+    try:
+        for name in only:
+            sections[name]()
+    finally:
+        for child in children:
+            if child.poll() is None:
+                stop(child)
+        namespaces = [n for n in kubectl("get", "namespaces", "-o", "name").split() if RUN in n]
+        if namespaces:
+            kubectl("delete", "--wait=false", *namespaces)
+
+
+if __name__ == "__main__":
+    main()
