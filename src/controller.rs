@@ -111,16 +111,25 @@ impl Context {
         if !self.running().insert(key.clone()) {
             return false;
         }
-        let ctx = self.clone();
+        let busy = Busy(self.clone(), key);
         self.tasks.spawn(async move {
-            attempt::run(&ctx, &key, &target, term).await;
-            ctx.running().remove(&key);
+            attempt::run(&busy.0, &busy.1, &target, term).await;
         });
         true
     }
 
     fn running(&self) -> std::sync::MutexGuard<'_, HashSet<JobKey>> {
         self.running.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// Marks a job as having its attempt task until dropped, even if the task
+/// panics, so the job is never left busy.
+struct Busy(Arc<Context>, JobKey);
+
+impl Drop for Busy {
+    fn drop(&mut self) {
+        self.0.running().remove(&self.1);
     }
 }
 
