@@ -7,6 +7,8 @@
 //! whatever step it is, unrecorded.
 
 use jiff::Timestamp;
+use k8s_openapi::api::core::v1::ObjectReference;
+use kube::api::GetParams;
 use kube::{Resource, ResourceExt};
 use tracing::{info, warn};
 
@@ -18,10 +20,12 @@ use crate::fence::{self, JobKey, Landed, Unrecorded};
 use crate::leader::Term;
 use crate::lifecycle::{self, Attempt};
 use crate::metrics::DropReason;
+use crate::slots::Slot;
 
-/// Runs the attempt of job `key`, whose calls go to `target`, in `term`.
-/// Whatever it ends with, the job's next reconcile decides from there.
-pub async fn run(ctx: &Context, key: &JobKey, target: &str, term: Term) {
+/// Runs the attempt of job `key` (cached with `uid`), whose calls go to
+/// `target`, in `term`. Whatever it ends with, the job's next reconcile
+/// decides from there.
+pub async fn run(ctx: &Context, key: &JobKey, uid: &str, target: &str, term: Term) {
     let mut failures = 0;
     loop {
         let slot = tokio::select! {
@@ -35,7 +39,7 @@ pub async fn run(ctx: &Context, key: &JobKey, target: &str, term: Term) {
         };
         // Boxed, so that a task queued for a slot holds a small future: a
         // backlog of thousands of due jobs costs little memory.
-        let read = Box::pin(ctx.api(&key.0).get_opt(&key.1)).await;
+        let read = Box::pin(read_fresh(ctx, key, uid, term)).await;
         let job = match read {
             Ok(job) => job,
             Err(error) => {
@@ -58,9 +62,25 @@ pub async fn run(ctx: &Context, key: &JobKey, target: &str, term: Term) {
         let Some(owed) = Box::pin(call(ctx, &job, key, term)).await else {
             return;
         };
-        // The slot bounds calls, not writes.
-        drop(slot);
-        return Box::pin(record(ctx, &job, key, owed)).await;
+        // Only the reference is kept for the write: the payload goes now.
+        let reference = job.object_ref(&());
+        drop(job);
+        return Box::pin(record(ctx, reference, key, owed, slot)).await;
+    }
+}
+
+/// Reads job `key` as fresh as the promise needs (see [`crate::freshness`]),
+/// from the API server's watch cache; `None` when it is gone. When that read
+/// shows another object than the controller's cache (`uid`), the name was
+/// reused and one of the two lags: the job is read from etcd instead.
+async fn read_fresh(ctx: &Context, key: &JobKey, uid: &str, term: Term) -> Result<Option<PendingJob>, kube::Error> {
+    let api = ctx.api(&key.0);
+    let floor = ctx.freshness.floor(&ctx.scope(), key, term).await?;
+    match api.get_with(&key.1, &GetParams::at(&floor)).await {
+        Ok(job) if job.uid().as_deref() == Some(uid) => Ok(Some(job)),
+        Ok(_) => api.get_opt(&key.1).await,
+        Err(kube::Error::Api(e)) if e.code == 404 => api.get_opt(&key.1).await,
+        Err(e) => Err(e),
     }
 }
 
@@ -106,7 +126,12 @@ async fn call(ctx: &Context, job: &PendingJob, key: &JobKey, term: Term) -> Opti
 }
 
 /// Writes `owed` until it lands, is settled otherwise, or the term ends.
-async fn record(ctx: &Context, job: &PendingJob, key: &JobKey, owed: Unrecorded) {
+///
+/// The call's slot is held through the first write, so calls never outrun
+/// their writes and the attempts a crash would repeat stay bounded by the
+/// slots; a write that fails lets the slot go while it backs off.
+async fn record(ctx: &Context, mut reference: ObjectReference, key: &JobKey, owed: Unrecorded, slot: Slot) {
+    let mut slot = Some(slot);
     let api = ctx.api(&key.0);
     let mut failures = 0;
     loop {
@@ -118,10 +143,14 @@ async fn record(ctx: &Context, job: &PendingJob, key: &JobKey, owed: Unrecorded)
                 return;
             }
         };
-        match written {
+        match written.map(|(landed, now)| {
+            if let (Landed::Recorded, Some(now)) = (landed, now) {
+                ctx.freshness.wrote(key.clone(), owed.term, now);
+            }
+            landed
+        }) {
             Ok(Landed::Recorded) => {
                 ctx.metrics.attempt_recorded();
-                let mut reference = job.object_ref(&());
                 reference.uid = Some(owed.uid.clone());
                 return events::publish(&ctx.recorder, &reference, &owed.base, &owed.next).await;
             }
@@ -136,6 +165,7 @@ async fn record(ctx: &Context, job: &PendingJob, key: &JobKey, owed: Unrecorded)
                 return;
             }
             Err(error) => {
+                slot.take();
                 failures += 1;
                 let delay = backoff::error_delay(failures);
                 warn!(job = %key.1, %error, failures, ?delay, "writing the status failed; retrying the write (not the call) after a backoff");

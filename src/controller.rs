@@ -25,6 +25,7 @@ use crate::backoff;
 use crate::crd::{PendingJob, PendingJobStatus};
 use crate::dispatch::Dispatcher;
 use crate::fence::{FIELD_MANAGER, JobKey};
+use crate::freshness::Freshness;
 use crate::leader::{Leadership, Term};
 use crate::lifecycle::{self, Decision};
 use crate::metrics::Metrics;
@@ -50,6 +51,9 @@ pub struct Context {
     pub(crate) recorder: Recorder,
     pub(crate) leadership: Leadership,
     pub(crate) failures: Failures,
+    pub(crate) freshness: Freshness,
+    /// The namespace watched; all when `None`.
+    namespace: Option<String>,
     /// Jobs with an attempt task.
     running: Mutex<HashSet<JobKey>>,
     tasks: TaskTracker,
@@ -60,9 +64,11 @@ pub struct Context {
 impl Context {
     /// A context whose attempts run only while `leadership` holds, within
     /// `slots`, and whose Events name `identity` as the reporting instance.
-    /// Every call `client` makes must have a timeout.
+    /// Every call `client` makes must have a timeout; `namespace` is the one
+    /// watched (all when `None`).
     pub fn new(
         client: Client,
+        namespace: Option<String>,
         dispatcher: Dispatcher,
         slots: Slots,
         metrics: Arc<Metrics>,
@@ -81,6 +87,8 @@ impl Context {
             metrics,
             leadership,
             failures: Failures::default(),
+            freshness: Freshness::default(),
+            namespace,
             running: Mutex::default(),
             tasks: TaskTracker::new(),
             stopping: CancellationToken::new(),
@@ -89,7 +97,9 @@ impl Context {
 
     /// Forgets a job that was deleted.
     pub fn forget_deleted(&self, namespace: &str, name: &str) {
-        self.failures.reset(&(namespace.to_owned(), name.to_owned()));
+        let key = (namespace.to_owned(), name.to_owned());
+        self.failures.reset(&key);
+        self.freshness.forget(&key);
     }
 
     /// Starts no more attempts; waits for those in flight to be recorded.
@@ -103,8 +113,17 @@ impl Context {
         Api::namespaced(self.client.clone(), namespace)
     }
 
-    /// Starts the attempt task of `job`; false if it has one already.
-    fn start_attempt(self: &Arc<Self>, key: JobKey, target: String, term: Term) -> bool {
+    /// The jobs the controller watches.
+    pub(crate) fn scope(&self) -> Api<PendingJob> {
+        match &self.namespace {
+            Some(namespace) => self.api(namespace),
+            None => Api::all(self.client.clone()),
+        }
+    }
+
+    /// Starts the attempt task of `job` (cached with `uid`); false if it has
+    /// one already.
+    fn start_attempt(self: &Arc<Self>, key: JobKey, uid: String, target: String, term: Term) -> bool {
         if self.stopping.is_cancelled() {
             return true;
         }
@@ -113,7 +132,7 @@ impl Context {
         }
         let busy = Busy(self.clone(), key);
         self.tasks.spawn(async move {
-            attempt::run(&busy.0, &busy.1, &target, term).await;
+            attempt::run(&busy.0, &busy.1, &uid, &target, term).await;
         });
         true
     }
@@ -149,7 +168,8 @@ pub async fn reconcile(job: Arc<PendingJob>, ctx: Arc<Context>) -> Result<Action
     if let Some(action) = not_now(&key, &status) {
         return Ok(action);
     }
-    if ctx.start_attempt(key, target_of(&job.spec.target.url), term) {
+    let uid = job.uid().ok_or(Error::MissingField("metadata.uid"))?;
+    if ctx.start_attempt(key, uid, target_of(&job.spec.target.url), term) {
         // Its status write wakes the job again.
         Ok(Action::await_change())
     } else {

@@ -106,13 +106,18 @@ fn records_the_same_attempt(status: &PendingJobStatus, next: &PendingJobStatus) 
     status.attempts == next.attempts && status.last_attempt_time == next.last_attempt_time
 }
 
-/// Writes `owed.next` as the status of job `name`, fenced as described above.
-pub async fn write(api: &Api<PendingJob>, name: &str, owed: &Unrecorded) -> Result<Landed, WriteError> {
+/// Writes `owed.next` as the status of job `name`, fenced as described
+/// above. When recorded, also returns the job's resourceVersion from then.
+pub async fn write(
+    api: &Api<PendingJob>,
+    name: &str,
+    owed: &Unrecorded,
+) -> Result<(Landed, Option<String>), WriteError> {
     let mut resource_version = owed.resource_version.clone();
     for _ in 0..MAX_REBASES {
         match apply_status(api, name, owed, &resource_version).await {
-            Ok(()) => return Ok(Landed::Recorded),
-            Err(kube::Error::Api(e)) if e.code == 404 => return Ok(Landed::Gone),
+            Ok(written) => return Ok((Landed::Recorded, written)),
+            Err(kube::Error::Api(e)) if e.code == 404 => return Ok((Landed::Gone, None)),
             Err(kube::Error::Api(e)) if e.code == 409 => {}
             Err(e) => return Err(e.into()),
         }
@@ -120,11 +125,10 @@ pub async fn write(api: &Api<PendingJob>, name: &str, owed: &Unrecorded) -> Resu
         let seen = current
             .as_ref()
             .map(|job| (job.uid().unwrap_or_default(), job.status.clone().unwrap_or_default()));
+        let now = current.and_then(|job| job.resource_version());
         match after_conflict(seen.as_ref().map(|(uid, status)| (uid.as_str(), status)), owed) {
-            AfterConflict::Settle(landed) => return Ok(landed),
-            AfterConflict::Rebase => {
-                resource_version = current.and_then(|job| job.resource_version()).unwrap_or_default();
-            }
+            AfterConflict::Settle(landed) => return Ok((landed, now)),
+            AfterConflict::Rebase => resource_version = now.unwrap_or_default(),
         }
     }
     Err(WriteError::Contended)
@@ -140,7 +144,7 @@ async fn apply_status(
     name: &str,
     owed: &Unrecorded,
     resource_version: &str,
-) -> Result<(), kube::Error> {
+) -> Result<Option<String>, kube::Error> {
     let patch = serde_json::json!({
         "apiVersion": PendingJob::api_version(&()),
         "kind": PendingJob::kind(&()),
@@ -149,7 +153,7 @@ async fn apply_status(
     });
     api.patch_status(name, &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(&patch))
         .await
-        .map(|_| ())
+        .map(|job| job.resource_version())
 }
 
 #[cfg(test)]

@@ -6,6 +6,7 @@
 //! - [`lifecycle`] - what to do with a job now, and what an attempt makes of it; pure.
 //! - [`dispatch`] - one HTTP call to the target and what its response means.
 //! - [`fence`] - recording an attempt: the fenced status write.
+//! - [`freshness`] - how fresh the read before a call must be, so the watch cache can serve it.
 //! - [`slots`] - how many calls may be in flight, in all and per target.
 //! - [`attempt`] - one attempt in a task of its own: slot, fresh read, call, fenced write.
 //! - [`cache`] - what the controller's cache keeps of a job.
@@ -29,6 +30,7 @@ pub mod dispatch;
 pub mod elector;
 pub mod events;
 pub mod fence;
+pub mod freshness;
 pub mod leader;
 pub mod lifecycle;
 pub mod metrics;

@@ -140,6 +140,7 @@ pub async fn run(
     );
     let ctx = Arc::new(Context::new(
         clients.requests,
+        settings.namespace.clone(),
         dispatcher,
         slots,
         admin.metrics.clone(),
