@@ -8,7 +8,7 @@
 //! most one attempt task at a time; the task reads the job afresh before its
 //! call, so a lagging cache can never cause a second call.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -50,7 +50,6 @@ pub struct Context {
     pub(crate) metrics: Arc<Metrics>,
     pub(crate) recorder: Recorder,
     pub(crate) leadership: Leadership,
-    pub(crate) failures: Failures,
     pub(crate) freshness: Freshness,
     /// The namespace watched; all when `None`.
     namespace: Option<String>,
@@ -86,7 +85,6 @@ impl Context {
             slots,
             metrics,
             leadership,
-            failures: Failures::default(),
             freshness: Freshness::default(),
             namespace,
             running: Mutex::default(),
@@ -97,9 +95,7 @@ impl Context {
 
     /// Forgets a job that was deleted.
     pub fn forget_deleted(&self, namespace: &str, name: &str) {
-        let key = (namespace.to_owned(), name.to_owned());
-        self.failures.reset(&key);
-        self.freshness.forget(&key);
+        self.freshness.forget(&(namespace.to_owned(), name.to_owned()));
     }
 
     /// Starts no more attempts; waits for those in flight to be recorded.
@@ -190,53 +186,11 @@ pub(crate) fn not_now(key: &JobKey, status: &PendingJobStatus) -> Option<Action>
     }
 }
 
-/// Kubernetes trouble: try the job again after a per-job exponential backoff
-/// (1 s, 2 s, 4 s … 5 min), so a failing API server is not hammered.
+/// A job the API server sent without a field it always sets: nothing to do
+/// but log it and look again much later (Kubernetes trouble during an
+/// attempt backs off per job inside the attempt task, see [`attempt`]).
 pub fn error_policy(job: Arc<PendingJob>, error: &Error, ctx: Arc<Context>) -> Action {
-    let key = (job.namespace().unwrap_or_default(), job.name_any());
-    let failures = ctx.failures.count(key);
-    let delay = backoff::error_delay(failures);
-    warn!(job = %job.name_any(), %error, failures, ?delay, "reconcile failed; retrying after a backoff");
+    warn!(job = %job.name_any(), %error, "reconcile failed");
     ctx.metrics.reconcile_errors.inc();
-    Action::requeue(delay)
-}
-
-/// Consecutive failures of Kubernetes calls, per job.
-#[derive(Debug, Default)]
-pub(crate) struct Failures(Mutex<HashMap<JobKey, u32>>);
-
-impl Failures {
-    fn map(&self) -> std::sync::MutexGuard<'_, HashMap<JobKey, u32>> {
-        self.0.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-
-    /// Counts one more failure of `job`; returns how many in a row.
-    pub(crate) fn count(&self, job: JobKey) -> u32 {
-        let mut map = self.map();
-        let failures = map.entry(job).or_default();
-        *failures = failures.saturating_add(1);
-        *failures
-    }
-
-    pub(crate) fn reset(&self, job: &JobKey) {
-        self.map().remove(job);
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn failures_count_per_job_until_reset() {
-        let failures = Failures::default();
-        let a = ("ns".to_owned(), "a".to_owned());
-        let b = ("ns".to_owned(), "b".to_owned());
-        assert_eq!(failures.count(a.clone()), 1);
-        assert_eq!(failures.count(a.clone()), 2);
-        assert_eq!(failures.count(b.clone()), 1);
-        failures.reset(&a);
-        assert_eq!(failures.count(a), 1);
-        assert_eq!(failures.count(b), 2);
-    }
+    Action::requeue(backoff::ERROR_DELAY_MAX)
 }

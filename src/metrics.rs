@@ -89,7 +89,7 @@ pub struct Metrics {
     pub unrecorded_attempts: Family<DropLabels, Counter>,
     /// Status writes that failed and will be retried, by reason.
     pub status_write_errors: Family<WriteErrorLabels, Counter>,
-    /// Reconciles that ended in a Kubernetes error.
+    /// Kubernetes errors of reconciles and of the reads before calls.
     pub reconcile_errors: Counter,
     /// 1 while this instance holds the leader Lease.
     pub leader: Gauge,
@@ -131,7 +131,7 @@ impl Default for Metrics {
         let reconcile_errors = Counter::default();
         registry.register(
             "reconcile_errors",
-            "Reconciles that failed on a Kubernetes error",
+            "Kubernetes errors of reconciles and of the reads before calls",
             reconcile_errors.clone(),
         );
         let leader = Gauge::default();
