@@ -1,11 +1,15 @@
-//! One attempt of a job, in a task of its own: a call slot, a fresh read, at
-//! most one call, and the fenced status write that records it.
+//! One attempt of a job, in a task of its own: a call slot, the job as fresh
+//! as the promise needs (from the cache when it can), at most one call, and
+//! the fenced status write that records it.
 //!
 //! A failed write is retried as a write, after a per-job backoff (1 s, 2 s,
 //! 4 s … 5 min), until it lands or this instance stops leading; the call is
 //! never made again for it. A leader whose term ends abandons the attempt at
 //! whatever step it is, unrecorded.
 
+use std::sync::Arc;
+
+use bytes::Bytes;
 use jiff::Timestamp;
 use k8s_openapi::api::core::v1::ObjectReference;
 use kube::api::GetParams;
@@ -15,6 +19,7 @@ use tracing::{info, warn};
 use crate::backoff;
 use crate::controller::{Context, not_now};
 use crate::crd::{PendingJob, PendingJobStatus, Phase};
+use crate::dispatch;
 use crate::events;
 use crate::fence::{self, JobKey, Landed, Unrecorded};
 use crate::leader::Term;
@@ -40,8 +45,8 @@ pub async fn run(ctx: &Context, key: &JobKey, uid: &str, target: &str, term: Ter
         // Boxed, so that a task queued for a slot holds a small future: a
         // backlog of thousands of due jobs costs little memory.
         let read = Box::pin(read_fresh(ctx, key, uid, term)).await;
-        let job = match read {
-            Ok(job) => job,
+        let fresh = match read {
+            Ok(fresh) => fresh,
             Err(error) => {
                 drop(slot);
                 failures += 1;
@@ -56,10 +61,12 @@ pub async fn run(ctx: &Context, key: &JobKey, uid: &str, target: &str, term: Ter
             }
         };
         // Gone, or not due: the cache lagged, and the newer status is on its way.
-        let Some(job) = job.filter(|job| not_now(key, &job.status.clone().unwrap_or_default()).is_none()) else {
+        let Some((job, body)) =
+            fresh.filter(|(job, _)| not_now(key, &job.status.clone().unwrap_or_default()).is_none())
+        else {
             return;
         };
-        let Some(owed) = Box::pin(call(ctx, &job, key, term)).await else {
+        let Some(owed) = Box::pin(call(ctx, &job, body, key, term)).await else {
             return;
         };
         // Only the reference is kept for the write: the payload goes now.
@@ -69,24 +76,43 @@ pub async fn run(ctx: &Context, key: &JobKey, uid: &str, target: &str, term: Ter
     }
 }
 
-/// Reads job `key` as fresh as the promise needs (see [`crate::freshness`]),
-/// from the API server's watch cache; `None` when it is gone. When that read
-/// shows another object than the controller's cache (`uid`), the name was
-/// reused and one of the two lags: the job is read from etcd instead.
-async fn read_fresh(ctx: &Context, key: &JobKey, uid: &str, term: Term) -> Result<Option<PendingJob>, kube::Error> {
-    let api = ctx.api(&key.0);
+/// Job `key` (cached with `uid`) as fresh as the promise needs (see
+/// [`crate::freshness`]), with its request body; `None` when it is gone.
+///
+/// The controller's cache answers when it holds the job at its floor or
+/// later, and its payload. Otherwise the job is read "not older than" the
+/// floor, from the API server's watch cache; when that read shows another
+/// object than `uid`, the name was reused and one of the two lags, so the job
+/// is read from etcd instead.
+async fn read_fresh(ctx: &Context, key: &JobKey, uid: &str, term: Term) -> Result<Option<Fresh>, kube::Error> {
     let floor = ctx.freshness.floor(&ctx.scope(), key, term).await?;
-    match api.get_with(&key.1, &GetParams::at(&floor)).await {
-        Ok(job) if job.uid().as_deref() == Some(uid) => Ok(Some(job)),
-        Ok(_) => api.get_opt(&key.1).await,
-        Err(kube::Error::Api(e)) if e.code == 404 => api.get_opt(&key.1).await,
-        Err(e) => Err(e),
+    if let Some(job) = ctx.cached(key).filter(|job| job.uid().as_deref() == Some(uid))
+        && ctx
+            .freshness
+            .cached_as_of(job.metadata.resource_version.as_deref(), &floor)
+        && let Some(body) = ctx.cache.payloads.body(uid, job.metadata.generation)
+    {
+        return Ok(Some((job, body)));
     }
+    let api = ctx.api(&key.0);
+    let job = match api.get_with(&key.1, &GetParams::at(&floor)).await {
+        Ok(job) if job.uid().as_deref() == Some(uid) => Some(job),
+        Ok(_) => api.get_opt(&key.1).await?,
+        Err(kube::Error::Api(e)) if e.code == 404 => api.get_opt(&key.1).await?,
+        Err(e) => return Err(e),
+    };
+    Ok(job.map(|job| {
+        let body = dispatch::body_of(job.spec.payload.as_ref());
+        (Arc::new(job), body)
+    }))
 }
+
+/// A job fresh enough to call, and its request body.
+type Fresh = (Arc<PendingJob>, Option<Bytes>);
 
 /// Makes one call for `job`, unless leadership ends first; returns the
 /// outcome that must now be recorded, or `None` when there was none.
-async fn call(ctx: &Context, job: &PendingJob, key: &JobKey, term: Term) -> Option<Unrecorded> {
+async fn call(ctx: &Context, job: &PendingJob, body: Option<Bytes>, key: &JobKey, term: Term) -> Option<Unrecorded> {
     let uid = job.uid()?;
     let resource_version = job.resource_version()?;
     let status = job.status.clone().unwrap_or_default();
@@ -97,7 +123,7 @@ async fn call(ctx: &Context, job: &PendingJob, key: &JobKey, term: Term) -> Opti
     ctx.metrics.attempt_started();
     let started = Timestamp::now();
     let outcome = tokio::select! {
-        outcome = ctx.dispatcher.attempt(&job.spec, &uid) => outcome,
+        outcome = ctx.dispatcher.attempt(&job.spec.target, body, &uid) => outcome,
         () = ctx.leadership.ended(term) => {
             warn!(namespace = %key.0, name = %key.1, "leadership lost during the call; abandoning it unrecorded");
             ctx.metrics.attempt_dropped(DropReason::lost_leadership);

@@ -1,13 +1,28 @@
-//! What the controller's cache keeps of a job: only what decisions need.
+//! What the controller's cache keeps of a job: only what decisions and calls
+//! need.
 //!
-//! A reflector holds every job in memory. A job's payload is read afresh
-//! before each call ([`crate::attempt`]), and `managedFields` and the
-//! last-applied annotation (a second copy of the payload) serve no decision,
-//! so none of them is kept. A finished job keeps little more than its phase.
+//! A reflector holds every job in memory. Payloads are kept apart, as
+//! request bodies within a budget, and only for jobs with calls to make
+//! ([`crate::payloads`]). `managedFields` and the last-applied annotation (a
+//! second copy of the payload) serve no decision, so neither is kept. A
+//! finished job keeps little more than its phase.
+
+use std::sync::Arc;
 
 use kube::ResourceExt;
+use kube::runtime::reflector::Store;
 
 use crate::crd::PendingJob;
+use crate::payloads::Payloads;
+
+/// The controller's cache: slim jobs, and the payloads of unfinished ones.
+#[derive(Clone)]
+pub struct JobCache {
+    /// The jobs, as [`slim`] leaves them.
+    pub store: Store<PendingJob>,
+    /// Their payloads.
+    pub payloads: Arc<Payloads>,
+}
 
 /// The annotation in which client-side `kubectl apply` keeps a copy of the object.
 const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
@@ -17,10 +32,10 @@ pub fn slim(job: &mut PendingJob) {
     job.managed_fields_mut().clear();
     job.annotations_mut().remove(LAST_APPLIED);
     job.spec.payload = None;
-    job.spec.target.headers.clear();
     if let Some(status) = job.status.as_mut().filter(|s| s.phase.is_terminal()) {
         status.conditions.clear();
         status.last_error = None;
+        job.spec.target.headers.clear();
     }
 }
 
@@ -79,6 +94,12 @@ mod tests {
             assert_eq!(decide(&after, now), decide(&before, now), "{phase:?}");
             assert_eq!(after.phase, before.phase);
             assert_eq!(after.conditions.is_empty(), phase.is_terminal(), "{phase:?}");
+            let headers_kept = slimmed.spec.target.headers == full.spec.target.headers;
+            assert_eq!(
+                headers_kept,
+                !phase.is_terminal(),
+                "calls still to make need the headers: {phase:?}"
+            );
         }
     }
 }

@@ -15,6 +15,7 @@ use std::time::Duration;
 use jiff::Timestamp;
 use kube::runtime::controller::Action;
 use kube::runtime::events::{Recorder, Reporter};
+use kube::runtime::reflector::ObjectRef;
 use kube::{Api, Client, ResourceExt};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -22,6 +23,7 @@ use tracing::{debug, warn};
 
 use crate::attempt;
 use crate::backoff;
+use crate::cache::JobCache;
 use crate::crd::{PendingJob, PendingJobStatus};
 use crate::dispatch::Dispatcher;
 use crate::fence::{FIELD_MANAGER, JobKey};
@@ -42,6 +44,15 @@ pub enum Error {
     MissingField(&'static str),
 }
 
+/// What attempts call with: the HTTP client, and the slots that bound the
+/// calls in flight.
+pub struct Calls {
+    /// Makes the calls.
+    pub dispatcher: Dispatcher,
+    /// Bounds them, in all and per target.
+    pub slots: Slots,
+}
+
 /// Shared state of the reconciler and of the attempt tasks.
 pub struct Context {
     pub(crate) client: Client,
@@ -51,6 +62,7 @@ pub struct Context {
     pub(crate) recorder: Recorder,
     pub(crate) leadership: Leadership,
     pub(crate) freshness: Freshness,
+    pub(crate) cache: JobCache,
     /// The namespace watched; all when `None`.
     namespace: Option<String>,
     /// Jobs with an attempt task.
@@ -61,15 +73,15 @@ pub struct Context {
 }
 
 impl Context {
-    /// A context whose attempts run only while `leadership` holds, within
-    /// `slots`, and whose Events name `identity` as the reporting instance.
-    /// Every call `client` makes must have a timeout; `namespace` is the one
-    /// watched (all when `None`).
+    /// A context whose attempts run only while `leadership` holds, make their
+    /// calls within `calls`' slots, and whose Events name `identity` as the
+    /// reporting instance. Every call `client` makes must have a timeout;
+    /// `namespace` is the one watched (all when `None`), and `cache` holds it.
     pub fn new(
         client: Client,
         namespace: Option<String>,
-        dispatcher: Dispatcher,
-        slots: Slots,
+        cache: JobCache,
+        Calls { dispatcher, slots }: Calls,
         metrics: Arc<Metrics>,
         identity: &str,
         leadership: Leadership,
@@ -86,6 +98,7 @@ impl Context {
             metrics,
             leadership,
             freshness: Freshness::default(),
+            cache,
             namespace,
             running: Mutex::default(),
             tasks: TaskTracker::new(),
@@ -107,6 +120,11 @@ impl Context {
 
     pub(crate) fn api(&self, namespace: &str) -> Api<PendingJob> {
         Api::namespaced(self.client.clone(), namespace)
+    }
+
+    /// The cached job `key`, if any.
+    pub(crate) fn cached(&self, key: &JobKey) -> Option<Arc<PendingJob>> {
+        self.cache.store.get(&ObjectRef::new(&key.1).within(&key.0))
     }
 
     /// The jobs the controller watches.

@@ -6,11 +6,12 @@
 use std::error::Error as _;
 use std::time::Duration;
 
+use bytes::Bytes;
 use jiff::Timestamp;
 use reqwest::header::{CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue, RETRY_AFTER};
 use reqwest::{Client, StatusCode};
 
-use crate::crd::{MAX_ERROR_BYTES, Method, PendingJobSpec};
+use crate::crd::{MAX_ERROR_BYTES, Method, Target};
 use crate::lifecycle::Outcome;
 
 /// Header carrying the job's UID, so the target can drop duplicate deliveries.
@@ -48,9 +49,10 @@ impl Dispatcher {
         Ok(Self { client })
     }
 
-    /// Makes one attempt of the job described by `spec`, keyed by `uid`.
-    pub async fn attempt(&self, spec: &PendingJobSpec, uid: &str) -> Outcome {
-        let request = match self.build(spec, uid) {
+    /// Makes one attempt of a job: a call to `target` keyed by `uid`, with
+    /// `body` (the serialized payload, see [`body_of`]) as JSON.
+    pub async fn attempt(&self, target: &Target, body: Option<Bytes>, uid: &str) -> Outcome {
+        let request = match self.build(target, body, uid) {
             Ok(request) => request,
             Err(error) => return Outcome::Rejected { code: None, error },
         };
@@ -78,8 +80,7 @@ impl Dispatcher {
         classify_response(status, retry_after, &snippet)
     }
 
-    fn build(&self, spec: &PendingJobSpec, uid: &str) -> Result<reqwest::Request, String> {
-        let target = &spec.target;
+    fn build(&self, target: &Target, body: Option<Bytes>, uid: &str) -> Result<reqwest::Request, String> {
         let method = match target.method {
             Method::Get => reqwest::Method::GET,
             Method::Post => reqwest::Method::POST,
@@ -101,12 +102,19 @@ impl Dispatcher {
             .request(method, &target.url)
             .headers(headers)
             .timeout(timeout);
-        if let Some(payload) = &spec.payload {
-            let body = serde_json::to_vec(payload).map_err(|e| format!("encoding the payload: {e}"))?;
+        if let Some(body) = body {
             builder = builder.header(CONTENT_TYPE, "application/json").body(body);
         }
         builder.build().map_err(|e| describe(&e))
     }
+}
+
+/// The request body of a job with `payload`: the payload's JSON.
+pub fn body_of(payload: Option<&serde_json::Value>) -> Option<Bytes> {
+    // A JSON value always serializes.
+    payload
+        .and_then(|payload| serde_json::to_vec(payload).ok())
+        .map(Bytes::from)
 }
 
 /// What a response means for the job: 2xx delivered; 408, 429 and 5xx worth

@@ -36,5 +36,6 @@ pub mod lifecycle;
 pub mod metrics;
 pub mod mock_api2;
 pub mod operator;
+pub mod payloads;
 pub mod slots;
 pub mod telemetry;

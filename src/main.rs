@@ -45,6 +45,10 @@ struct RunArgs {
     /// --max-concurrent-dispatches, at least 1).
     #[arg(long, value_parser = clap::value_parser!(u16).range(1..))]
     max_concurrent_per_target: Option<u16>,
+    /// Most MiB of payloads kept in memory, for jobs with calls still to
+    /// make; a job whose payload does not fit is read before its call.
+    #[arg(long, default_value_t = 32)]
+    payload_cache_mib: usize,
     /// Log format.
     #[arg(long, value_enum, default_value_t)]
     log_format: LogFormat,
@@ -182,6 +186,7 @@ async fn run(args: RunArgs) -> ExitCode {
         shutdown_grace: Duration::from_secs(args.shutdown_grace_seconds),
         lease,
         identity,
+        payload_cache_bytes: args.payload_cache_mib.saturating_mul(1 << 20),
     };
     operator::run(clients, dispatcher, settings, admin, shutdown_on_signal()).await;
     let _ = stop_admin.send(());

@@ -5,7 +5,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::{Stream, StreamExt};
+use futures::{Stream, StreamExt, TryStreamExt};
 use kube::api::ListParams;
 use kube::runtime::controller::{self, Controller};
 use kube::runtime::reflector::{self, Store};
@@ -15,13 +15,14 @@ use tokio::sync::watch;
 use tracing::{debug, info, warn};
 
 use crate::admin::Admin;
-use crate::cache;
-use crate::controller::{Context, error_policy, reconcile};
+use crate::cache::{self, JobCache};
+use crate::controller::{Calls, Context, error_policy, reconcile};
 use crate::crd::PendingJob;
 use crate::dispatch::Dispatcher;
 use crate::elector::LeaseSettings;
 use crate::leader::{Election, Tenure};
 use crate::metrics::Metrics;
+use crate::payloads::Payloads;
 use crate::slots::Slots;
 
 /// Reconciles at once; each only decides and starts a task, so this bounds
@@ -100,6 +101,8 @@ pub struct Settings {
     pub lease: Option<LeaseSettings>,
     /// This instance's name, in Events and the Lease.
     pub identity: String,
+    /// Most bytes of payloads kept in memory (see [`crate::payloads`]).
+    pub payload_cache_bytes: usize,
 }
 
 /// Runs the controller until `shutdown` turns true; then lets in-flight
@@ -138,11 +141,17 @@ pub async fn run(
         usize::from(settings.max_concurrent_dispatches),
         usize::from(settings.max_concurrent_per_target),
     );
+    let (store, writer) = reflector::store();
+    let payloads = Arc::new(Payloads::new(settings.payload_cache_bytes));
+    let cache = JobCache {
+        store: store.clone(),
+        payloads: payloads.clone(),
+    };
     let ctx = Arc::new(Context::new(
         clients.requests,
         settings.namespace.clone(),
-        dispatcher,
-        slots,
+        cache,
+        Calls { dispatcher, slots },
         admin.metrics.clone(),
         &settings.identity,
         leadership.clone(),
@@ -153,11 +162,15 @@ pub async fn run(
     let watch = watcher::Config::default()
         .timeout(WATCH_TIMEOUT_SECONDS)
         .page_size(LIST_PAGE_SIZE);
-    let (store, writer) = reflector::store();
     let jobs = watcher(api, watch)
         .default_backoff()
+        .map_ok(move |event| payloads.observe(event))
         .modify(cache::slim)
         .reflect(writer)
+        .inspect_ok({
+            let ctx = ctx.clone();
+            move |event| ctx.freshness.observe(event)
+        })
         .applied_objects();
     let controller = Controller::for_stream(jobs, store.clone()).with_config(config);
     admin.set_store(store.clone());

@@ -6,6 +6,7 @@ mod deploy;
 mod faults;
 mod jobs;
 mod operator;
+mod payloads;
 mod processes;
 mod proxy;
 mod scale;

@@ -1,0 +1,237 @@
+//! Payloads of unfinished jobs, kept serialized within a byte budget, so a
+//! due job is called from the cache with no read of its own.
+//!
+//! The reflector keeps slim jobs (see [`crate::cache`]); each payload the
+//! watch delivers is taken out of its job here first. A job that still has
+//! calls to make keeps its payload as the exact bytes of the request body,
+//! while the budget allows; a finished or deleted job gives its bytes back.
+//! A payload that does not fit is read with the job at call time
+//! ([`crate::attempt`]), so the budget bounds memory, never delivery.
+//!
+//! A relist (the watch restarting from a fresh list) may not tell of jobs
+//! deleted meanwhile: payloads the new list did not show are dropped when it
+//! ends, as the reflector drops their jobs.
+
+use std::collections::HashMap;
+use std::sync::{Mutex, PoisonError};
+
+use bytes::Bytes;
+use kube::ResourceExt;
+use kube::runtime::watcher::Event;
+
+use crate::crd::PendingJob;
+use crate::dispatch;
+
+/// Payloads by job uid, and the bytes they hold in all.
+#[derive(Debug)]
+pub struct Payloads {
+    budget: usize,
+    state: Mutex<State>,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    by_uid: HashMap<String, Kept>,
+    bytes: usize,
+    /// Counts lists; a payload is marked with the list that last showed it.
+    list: u64,
+}
+
+#[derive(Debug)]
+struct Kept {
+    generation: Option<i64>,
+    /// `None` for a job without a payload.
+    body: Option<Bytes>,
+    list: u64,
+}
+
+impl Kept {
+    fn bytes(&self) -> usize {
+        self.body.as_ref().map_or(0, Bytes::len)
+    }
+}
+
+impl Payloads {
+    /// Keeps at most `budget` bytes of payloads.
+    pub fn new(budget: usize) -> Self {
+        Self {
+            budget,
+            state: Mutex::default(),
+        }
+    }
+
+    /// Takes the payload out of the job in `event`, keeping it while the job
+    /// has calls to make and the budget allows, and returns the event.
+    pub fn observe(&self, mut event: Event<PendingJob>) -> Event<PendingJob> {
+        let mut state = self.state();
+        match &mut event {
+            Event::Apply(job) | Event::InitApply(job) => {
+                let list = state.list;
+                state.keep(job, self.budget, list);
+            }
+            Event::Delete(job) => {
+                job.spec.payload = None;
+                if let Some(uid) = job.uid() {
+                    state.remove(&uid);
+                }
+            }
+            Event::Init => state.list += 1,
+            Event::InitDone => state.drop_unlisted(),
+        }
+        event
+    }
+
+    /// The request body of job `uid` at `generation` (`Some(None)`: it has no
+    /// payload), or `None` when it is not kept.
+    pub fn body(&self, uid: &str, generation: Option<i64>) -> Option<Option<Bytes>> {
+        self.state()
+            .by_uid
+            .get(uid)
+            .filter(|kept| kept.generation == generation)
+            .map(|kept| kept.body.clone())
+    }
+
+    /// Bytes held in all.
+    pub fn bytes(&self) -> usize {
+        self.state().bytes
+    }
+
+    fn state(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+impl State {
+    fn keep(&mut self, job: &mut PendingJob, budget: usize, list: u64) {
+        let payload = job.spec.payload.take();
+        let Some(uid) = job.uid() else { return };
+        self.remove(&uid);
+        let finished = job.status.as_ref().is_some_and(|s| s.phase.is_terminal());
+        if finished {
+            return;
+        }
+        let kept = Kept {
+            generation: job.metadata.generation,
+            body: dispatch::body_of(payload.as_ref()),
+            list,
+        };
+        if self.bytes + kept.bytes() > budget {
+            return;
+        }
+        self.bytes += kept.bytes();
+        self.by_uid.insert(uid, kept);
+    }
+
+    fn remove(&mut self, uid: &str) {
+        if let Some(kept) = self.by_uid.remove(uid) {
+            self.bytes -= kept.bytes();
+        }
+    }
+
+    fn drop_unlisted(&mut self) {
+        let list = self.list;
+        let mut freed = 0;
+        self.by_uid.retain(|_, kept| {
+            let listed = kept.list == list;
+            if !listed {
+                freed += kept.bytes();
+            }
+            listed
+        });
+        self.bytes -= freed;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::crd::{PendingJobStatus, Phase};
+
+    fn job(uid: &str, generation: i64, phase: Phase, payload: serde_json::Value) -> PendingJob {
+        let mut job: PendingJob = serde_json::from_value(serde_json::json!({
+            "apiVersion": "pendingjob.dev/v1alpha1", "kind": "PendingJob",
+            "metadata": {"name": uid, "namespace": "ns", "uid": uid, "generation": generation},
+            "spec": {"target": {"url": "http://api.example/x"}, "payload": payload},
+        }))
+        .expect("job");
+        job.status = Some(PendingJobStatus {
+            phase,
+            ..PendingJobStatus::default()
+        });
+        job
+    }
+
+    fn applied(payloads: &Payloads, job: PendingJob) -> PendingJob {
+        match payloads.observe(Event::Apply(job)) {
+            Event::Apply(job) => job,
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+
+    #[test]
+    fn an_unfinished_job_leaves_its_body_here_and_none_in_the_job() {
+        let payloads = Payloads::new(1024);
+        let job = applied(&payloads, job("a", 1, Phase::Pending, serde_json::json!({"n": 1})));
+        assert_eq!(job.spec.payload, None, "the cache never holds a payload");
+        assert_eq!(
+            payloads.body("a", Some(1)),
+            Some(Some(Bytes::from_static(b"{\"n\":1}")))
+        );
+        assert_eq!(
+            payloads.body("a", Some(2)),
+            None,
+            "another generation has another payload"
+        );
+        assert_eq!(payloads.body("b", Some(1)), None);
+        assert_eq!(payloads.bytes(), 7);
+    }
+
+    #[test]
+    fn a_job_without_a_payload_is_kept_with_no_body() {
+        let payloads = Payloads::new(0);
+        applied(&payloads, job("a", 1, Phase::Pending, serde_json::Value::Null));
+        assert_eq!(payloads.body("a", Some(1)), Some(None));
+    }
+
+    #[test]
+    fn finished_and_deleted_jobs_give_their_bytes_back() {
+        let payloads = Payloads::new(1024);
+        applied(&payloads, job("a", 1, Phase::Retrying, serde_json::json!([1, 2])));
+        applied(&payloads, job("b", 1, Phase::Pending, serde_json::json!([3])));
+        applied(&payloads, job("a", 1, Phase::Succeeded, serde_json::json!([1, 2])));
+        assert_eq!(payloads.body("a", Some(1)), None);
+        assert_eq!(payloads.bytes(), 3);
+        payloads.observe(Event::Delete(job("b", 1, Phase::Pending, serde_json::json!([3]))));
+        assert_eq!(payloads.body("b", Some(1)), None);
+        assert_eq!(payloads.bytes(), 0);
+    }
+
+    #[test]
+    fn a_payload_over_the_budget_is_not_kept_and_a_new_version_replaces_the_old() {
+        let payloads = Payloads::new(10);
+        applied(&payloads, job("a", 1, Phase::Pending, serde_json::json!("12345678")));
+        applied(&payloads, job("b", 1, Phase::Pending, serde_json::json!("1")));
+        assert_eq!(payloads.bytes(), 10);
+        assert_eq!(payloads.body("b", Some(1)), None, "over the budget: read at call time");
+        applied(&payloads, job("a", 2, Phase::Pending, serde_json::json!("1")));
+        assert_eq!(payloads.body("a", Some(2)), Some(Some(Bytes::from_static(b"\"1\""))));
+        assert_eq!(payloads.bytes(), 3);
+    }
+
+    #[test]
+    fn a_relist_drops_payloads_of_jobs_it_no_longer_shows() {
+        let payloads = Payloads::new(1024);
+        applied(&payloads, job("gone", 1, Phase::Pending, serde_json::json!(1)));
+        applied(&payloads, job("kept", 1, Phase::Pending, serde_json::json!(2)));
+        payloads.observe(Event::Init);
+        payloads.observe(Event::InitApply(job("kept", 1, Phase::Pending, serde_json::json!(2))));
+        assert!(
+            payloads.body("gone", Some(1)).is_some(),
+            "the old list stands until the new one is done"
+        );
+        payloads.observe(Event::InitDone);
+        assert_eq!(payloads.body("gone", Some(1)), None);
+        assert!(payloads.body("kept", Some(1)).is_some());
+        assert_eq!(payloads.bytes(), 1);
+    }
+}
