@@ -1,16 +1,23 @@
-//! The reference for `make bench`: how fast a tight client can write the
-//! status of PendingJobs on this API server, the way the operator does (one
-//! server-side apply of `.status` per job, `CONCURRENCY` at once).
+//! The reference for `make bench`: how fast a tight client can record first
+//! attempts of PendingJobs on this API server, with the very write the
+//! operator makes: a server-side apply of the whole `.status` that
+//! [`lifecycle::record`] gives for a delivered first attempt, fenced by the
+//! listed resourceVersion, `CONCURRENCY` at once. It makes no call and keeps
+//! no watch: what it measures is the API server's rate for that write.
 //!
 //! Usage: `cargo run --release --example status_patch_rate -- NAMESPACE [CONCURRENCY]`
-//! Prints `status writes: N in S s: R/s`. Run it with the operator stopped.
+//! Prints `status writes: N in S s: R/s`. Run it on jobs no one has written
+//! yet, with no operator watching them.
 
 use std::time::Instant;
 
 use futures::StreamExt;
+use jiff::Timestamp;
 use kube::api::{ListParams, Patch, PatchParams};
-use kube::{Api, Client, ResourceExt};
-use pendingjob_operator::crd::PendingJob;
+use kube::{Api, Client, Resource, ResourceExt};
+use pendingjob_operator::crd::{PendingJob, PendingJobStatus, RetryPolicy};
+use pendingjob_operator::fence::FIELD_MANAGER;
+use pendingjob_operator::lifecycle::{self, Attempt, Outcome};
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -21,22 +28,44 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .install_default()
         .map_err(|_| "installing the rustls provider")?;
     let api: Api<PendingJob> = Api::namespaced(Client::try_default().await?, &namespace);
-    let names: Vec<String> = api
+    let jobs: Vec<(String, String, Option<i64>)> = api
         .list_metadata(&ListParams::default())
         .await?
         .items
-        .iter()
-        .map(|job| job.name_any())
+        .into_iter()
+        .map(|job| {
+            (
+                job.name_any(),
+                job.resource_version().unwrap_or_default(),
+                job.metadata.generation,
+            )
+        })
         .collect();
-    let params = PatchParams::apply("status-patch-rate").force();
+    let params = PatchParams::apply(FIELD_MANAGER).force();
+    let policy = RetryPolicy::default();
     let started = Instant::now();
-    let written = futures::stream::iter(names.iter().enumerate())
-        .map(|(n, name)| {
-            let (api, params) = (api.clone(), params.clone());
+    let written = futures::stream::iter(jobs.iter())
+        .map(|(name, resource_version, generation)| {
+            let now = Timestamp::now();
+            let attempt = Attempt {
+                policy: &policy,
+                generation: *generation,
+                started: now,
+                finished: now,
+                jitter_unit: 0.0,
+            };
+            let status = lifecycle::record(
+                &PendingJobStatus::default(),
+                &attempt,
+                &Outcome::Delivered { code: 200 },
+            );
             let patch = serde_json::json!({
-                "apiVersion": "pendingjob.dev/v1alpha1", "kind": "PendingJob",
-                "status": {"phase": "Succeeded", "attempts": 1, "lastStatusCode": 200 + n % 2},
+                "apiVersion": PendingJob::api_version(&()),
+                "kind": PendingJob::kind(&()),
+                "metadata": {"name": name, "resourceVersion": resource_version},
+                "status": status,
             });
+            let (api, params) = (api.clone(), params.clone());
             async move { api.patch_status(name, &params, &Patch::Apply(&patch)).await.is_ok() }
         })
         .buffer_unordered(concurrency)
