@@ -5,8 +5,9 @@
 //! The decision comes from `.status` alone (see [`lifecycle::decide`]): any
 //! watch event, our own status write included, can wake a job early, and a
 //! job that is not yet due costs no HTTP call and no API write. A job has at
-//! most one attempt task at a time; the task reads the job afresh before its
-//! call, so a lagging cache can never cause a second call.
+//! most one attempt task at a time; before its call the task makes sure the
+//! job is fresh enough ([`crate::freshness`]), so a lagging cache can never
+//! cause a second call.
 
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex, PoisonError};
