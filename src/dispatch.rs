@@ -4,6 +4,7 @@
 //! status. [`classify_response`] is the pure part and is table-tested.
 
 use std::error::Error as _;
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -12,6 +13,7 @@ use reqwest::header::{CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue, RETRY_AF
 use reqwest::{Client, StatusCode};
 
 use crate::crd::{MAX_ERROR_BYTES, Method, Target};
+use crate::egress::{self, EgressPolicy};
 use crate::lifecycle::Outcome;
 
 /// Header carrying the job's UID, so the target can drop duplicate deliveries.
@@ -32,21 +34,27 @@ pub struct ClientError(#[from] reqwest::Error);
 #[derive(Clone, Debug)]
 pub struct Dispatcher {
     client: Client,
+    egress: Arc<EgressPolicy>,
 }
 
 impl Dispatcher {
     /// A dispatcher that never follows redirects (a 3xx is an answer to record,
     /// and following one could turn a POST into a GET). Connections are kept
     /// alive and pooled per target; connecting has a bound of its own, below
-    /// each job's `timeoutSeconds` for the whole call.
-    pub fn new() -> Result<Self, ClientError> {
+    /// each job's `timeoutSeconds` for the whole call. It connects only to
+    /// addresses `egress` allows, and never through a proxy from the
+    /// environment, which would connect on its behalf, unchecked.
+    pub fn new(egress: EgressPolicy) -> Result<Self, ClientError> {
+        let egress = Arc::new(egress);
         let client = Client::builder()
             .user_agent(concat!("pendingjob-operator/", env!("CARGO_PKG_VERSION")))
             .redirect(reqwest::redirect::Policy::none())
             .connect_timeout(CONNECT_TIMEOUT)
             .tcp_keepalive(TCP_KEEPALIVE)
+            .no_proxy()
+            .dns_resolver(egress.resolver())
             .build()?;
-        Ok(Self { client })
+        Ok(Self { client, egress })
     }
 
     /// Makes one attempt of a job: a call to `target` keyed by `uid`, with
@@ -58,6 +66,13 @@ impl Dispatcher {
         };
         let response = match self.client.execute(request).await {
             Ok(response) => response,
+            // Refused before connecting: no call was made, and none ever will be.
+            Err(e) if egress::denied_in(&e).is_some() => {
+                return Outcome::Rejected {
+                    code: None,
+                    error: describe(&e),
+                };
+            }
             Err(e) => {
                 return Outcome::Retryable {
                     code: None,
@@ -97,11 +112,9 @@ impl Dispatcher {
         let key = HeaderValue::try_from(uid).map_err(|e| format!("idempotency key {uid:?}: {e}"))?;
         headers.insert(IDEMPOTENCY_KEY, key);
         let timeout = Duration::from_secs(u64::from(target.timeout_seconds.max(1).unsigned_abs()));
-        let mut builder = self
-            .client
-            .request(method, &target.url)
-            .headers(headers)
-            .timeout(timeout);
+        let url = reqwest::Url::parse(&target.url).map_err(|e| format!("URL {:?}: {e}", target.url))?;
+        self.egress.check_url(&url).map_err(|denied| denied.to_string())?;
+        let mut builder = self.client.request(method, url).headers(headers).timeout(timeout);
         if let Some(body) = body {
             builder = builder.header(CONTENT_TYPE, "application/json").body(body);
         }

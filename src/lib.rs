@@ -27,6 +27,7 @@ pub mod cache;
 pub mod controller;
 pub mod crd;
 pub mod dispatch;
+pub mod egress;
 pub mod elector;
 pub mod events;
 pub mod fence;

@@ -6,9 +6,11 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{ArgAction, Args, Parser, Subcommand};
+use ipnet::IpNet;
 use pendingjob_operator::admin::Admin;
 use pendingjob_operator::crd;
 use pendingjob_operator::dispatch::Dispatcher;
+use pendingjob_operator::egress::{self, EgressPolicy};
 use pendingjob_operator::elector::LeaseSettings;
 use pendingjob_operator::operator::{self, Clients, Settings};
 use pendingjob_operator::telemetry::{self, LogFormat};
@@ -27,7 +29,7 @@ struct Cli {
 #[derive(Subcommand, Debug)]
 enum Command {
     /// Reconcile PendingJobs (the default).
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     /// Print the PendingJob CustomResourceDefinition as YAML.
     Crd,
 }
@@ -45,6 +47,11 @@ struct RunArgs {
     /// --max-concurrent-dispatches, at least 1).
     #[arg(long, value_parser = clap::value_parser!(u16).range(1..))]
     max_concurrent_per_target: Option<u16>,
+    /// Target address ranges (CIDRs, comma-separated) the operator never
+    /// connects to, checked on the resolved address at connect time; an
+    /// empty value denies none.
+    #[arg(long, value_delimiter = ',', default_value = egress::DEFAULT_DENIED)]
+    deny_cidrs: Vec<String>,
     /// Most MiB of payloads kept in memory, for jobs with calls still to
     /// make; a job whose payload does not fit is read before its call.
     #[arg(long, default_value_t = 32)]
@@ -91,7 +98,7 @@ async fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Some(Command::Crd) => print_crd(),
-        Some(Command::Run(args)) => run(args).await,
+        Some(Command::Run(args)) => run(*args).await,
         None => run(cli.run).await,
     }
 }
@@ -140,7 +147,21 @@ async fn run(args: RunArgs) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let dispatcher = match Dispatcher::new() {
+    let denied: Result<Vec<IpNet>, _> = args
+        .deny_cidrs
+        .iter()
+        .filter(|cidr| !cidr.is_empty())
+        .map(|cidr| cidr.parse::<IpNet>().map_err(|e| format!("--deny-cidrs {cidr:?}: {e}")))
+        .collect();
+    let denied = match denied {
+        Ok(denied) => denied,
+        Err(e) => {
+            tracing::error!(error = %e, "invalid egress policy");
+            return ExitCode::FAILURE;
+        }
+    };
+    tracing::info!(denied = ?denied.iter().map(ToString::to_string).collect::<Vec<_>>(), "egress policy");
+    let dispatcher = match Dispatcher::new(EgressPolicy::new(denied)) {
         Ok(dispatcher) => dispatcher,
         Err(e) => {
             tracing::error!(error = %e, "cannot start");

@@ -3,6 +3,7 @@
 
 mod control_plane;
 mod deploy;
+mod egress;
 mod faults;
 mod jobs;
 mod operator;
