@@ -42,6 +42,7 @@ bench:
 chaos:
 	hack/chaos.sh
 
-## crds: regenerate crds/pendingjob.yaml from the Rust types
+## crds: regenerate crds/pendingjob.yaml and crds/destination.yaml from the Rust types
 crds:
-	cargo run --quiet --bin pendingjob-operator -- crd > crds/pendingjob.yaml
+	cargo run --quiet --bin pendingjob-operator -- crd pendingjob > crds/pendingjob.yaml
+	cargo run --quiet --bin pendingjob-operator -- crd destination > crds/destination.yaml

@@ -25,16 +25,22 @@ use crate::fence::{self, JobKey, Landed, Unrecorded};
 use crate::leader::Term;
 use crate::lifecycle::{self, Attempt};
 use crate::metrics::DropReason;
+use crate::route::{self, Route, Wait};
 use crate::slots::Slot;
 
-/// Runs the attempt of job `key` (cached with `uid`), whose calls go to
-/// `target`, in `term`. Whatever it ends with, the job's next reconcile
-/// decides from there.
-pub async fn run(ctx: &Context, key: &JobKey, uid: &str, target: &str, term: Term) {
+/// How often a job that waits for its destination is routed again.
+const WAIT_RECHECK: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Runs the attempt of job `key` (cached with `uid`) in `term`. Whatever it
+/// ends with, the job's next reconcile decides from there.
+pub async fn run(ctx: &Context, key: &JobKey, uid: &str, term: Term) {
     let mut failures = 0;
     loop {
+        let Some(route) = Box::pin(wait_for_route(ctx, key, uid, term)).await else {
+            return;
+        };
         let slot = tokio::select! {
-            slot = ctx.slots.acquire(target) => slot,
+            slot = ctx.slots.acquire(&route.limit_key, route.max_concurrency) => slot,
             // The next term reconciles every job.
             () = ctx.leadership.ended(term) => return,
             () = ctx.stopping.cancelled() => return,
@@ -66,13 +72,42 @@ pub async fn run(ctx: &Context, key: &JobKey, uid: &str, target: &str, term: Ter
         else {
             return;
         };
-        let Some(owed) = Box::pin(call(ctx, &job, body, key, term)).await else {
+        let Some(owed) = Box::pin(call(ctx, &job, &route, body, key, term)).await else {
             return;
         };
         // Only the reference is kept for the write: the payload goes now.
         let reference = job.object_ref(&());
         drop(job);
         return Box::pin(record(ctx, reference, key, owed, slot)).await;
+    }
+}
+
+/// Where job `key` (cached with `uid`) is to be called, once it may be: a
+/// job whose destination is missing, suspended or not ready waits here,
+/// holding no slot, spending no attempt and writing nothing, and is routed
+/// again every [`WAIT_RECHECK`]. `None` when the job is gone, no longer due,
+/// or the term or the operator ends.
+async fn wait_for_route(ctx: &Context, key: &JobKey, uid: &str, term: Term) -> Option<Route> {
+    let mut waited: Option<Wait> = None;
+    loop {
+        let job = ctx.cached(key).filter(|job| job.uid().as_deref() == Some(uid))?;
+        if not_now(key, &job.status.clone().unwrap_or_default()).is_some() {
+            return None;
+        }
+        match route::route(&job, &ctx.cache.destinations, &ctx.secrets).await {
+            Ok(route) => return Some(route),
+            Err(wait) => {
+                if waited.as_ref() != Some(&wait) {
+                    info!(namespace = %key.0, name = %key.1, reason = %wait, "waiting for the destination");
+                }
+                waited = Some(wait);
+            }
+        }
+        tokio::select! {
+            () = tokio::time::sleep(WAIT_RECHECK) => {}
+            () = ctx.leadership.ended(term) => return None,
+            () = ctx.stopping.cancelled() => return None,
+        }
     }
 }
 
@@ -112,7 +147,14 @@ type Fresh = (Arc<PendingJob>, Option<Bytes>);
 
 /// Makes one call for `job`, unless leadership ends first; returns the
 /// outcome that must now be recorded, or `None` when there was none.
-async fn call(ctx: &Context, job: &PendingJob, body: Option<Bytes>, key: &JobKey, term: Term) -> Option<Unrecorded> {
+async fn call(
+    ctx: &Context,
+    job: &PendingJob,
+    route: &Route,
+    body: Option<Bytes>,
+    key: &JobKey,
+    term: Term,
+) -> Option<Unrecorded> {
     let uid = job.uid()?;
     let resource_version = job.resource_version()?;
     let status = job.status.clone().unwrap_or_default();
@@ -123,7 +165,7 @@ async fn call(ctx: &Context, job: &PendingJob, body: Option<Bytes>, key: &JobKey
     ctx.metrics.attempt_started();
     let started = Timestamp::now();
     let outcome = tokio::select! {
-        outcome = ctx.dispatcher.attempt(&job.spec.target, body, &uid) => outcome,
+        outcome = ctx.dispatcher.attempt(&job.spec.target, route, body, &uid) => outcome,
         () = ctx.leadership.ended(term) => {
             warn!(namespace = %key.0, name = %key.1, "leadership lost during the call; abandoning it unrecorded");
             ctx.metrics.attempt_dropped(DropReason::lost_leadership);

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use kube::ResourceExt;
 use kube::runtime::reflector::Store;
 
-use crate::crd::PendingJob;
+use crate::crd::{Destination, PendingJob};
 use crate::payloads::Payloads;
 
 /// The controller's cache: slim jobs, and the payloads of unfinished ones.
@@ -22,6 +22,8 @@ pub struct JobCache {
     pub store: Store<PendingJob>,
     /// Their payloads.
     pub payloads: Arc<Payloads>,
+    /// The Destinations jobs refer to.
+    pub destinations: Store<Destination>,
 }
 
 /// The annotation in which client-side `kubectl apply` keeps a copy of the object.

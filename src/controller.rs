@@ -32,7 +32,8 @@ use crate::freshness::Freshness;
 use crate::leader::{Leadership, Term};
 use crate::lifecycle::{self, Decision};
 use crate::metrics::Metrics;
-use crate::slots::{Slots, target_of};
+use crate::secrets::Secrets;
+use crate::slots::Slots;
 
 /// When a job woken during its attempt is looked at again.
 const BUSY_RECHECK: Duration = Duration::from_secs(1);
@@ -64,6 +65,7 @@ pub struct Context {
     pub(crate) leadership: Leadership,
     pub(crate) freshness: Freshness,
     pub(crate) cache: JobCache,
+    pub(crate) secrets: Secrets,
     /// The namespace watched; all when `None`.
     namespace: Option<String>,
     /// Jobs with an attempt task.
@@ -93,6 +95,7 @@ impl Context {
         };
         Self {
             recorder: Recorder::new(client.clone(), reporter),
+            secrets: Secrets::new(client.clone()),
             client,
             dispatcher,
             slots,
@@ -138,7 +141,7 @@ impl Context {
 
     /// Starts the attempt task of `job` (cached with `uid`); false if it has
     /// one already.
-    fn start_attempt(self: &Arc<Self>, key: JobKey, uid: String, target: String, term: Term) -> bool {
+    fn start_attempt(self: &Arc<Self>, key: JobKey, uid: String, term: Term) -> bool {
         if self.stopping.is_cancelled() {
             return true;
         }
@@ -147,7 +150,7 @@ impl Context {
         }
         let busy = Busy(self.clone(), key);
         self.tasks.spawn(async move {
-            attempt::run(&busy.0, &busy.1, &uid, &target, term).await;
+            attempt::run(&busy.0, &busy.1, &uid, term).await;
         });
         true
     }
@@ -184,7 +187,7 @@ pub async fn reconcile(job: Arc<PendingJob>, ctx: Arc<Context>) -> Result<Action
         return Ok(action);
     }
     let uid = job.uid().ok_or(Error::MissingField("metadata.uid"))?;
-    if ctx.start_attempt(key, uid, target_of(&job.spec.target.url), term) {
+    if ctx.start_attempt(key, uid, term) {
         // Its status write wakes the job again.
         Ok(Action::await_change())
     } else {

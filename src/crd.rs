@@ -13,6 +13,8 @@ use std::collections::BTreeMap;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, MicroTime, Time};
 use kube::{CustomResource, CustomResourceExt, KubeSchema};
 use schemars::{JsonSchema, Schema, SchemaGenerator, json_schema};
+
+pub use crate::destination::{Destination, DestinationSpec, DestinationStatus};
 use serde::{Deserialize, Serialize};
 
 /// API group of the `PendingJob` resource.
@@ -27,7 +29,7 @@ pub const MAX_ERROR_BYTES: usize = 512;
 /// payload to send, and how to retry while the target is unavailable.
 // kube-derive's repeated printcolumn(...) entries look alike to this lint.
 #[allow(clippy::duplicated_attributes)]
-#[derive(CustomResource, JsonSchema, Deserialize, Serialize, Clone, Debug, PartialEq)]
+#[derive(CustomResource, KubeSchema, Deserialize, Serialize, Clone, Debug, PartialEq)]
 #[kube(
     group = "pendingjob.dev",
     version = "v1alpha1",
@@ -47,10 +49,20 @@ pub const MAX_ERROR_BYTES: usize = 512;
     printcolumn(name = "Last Code", type_ = "integer", json_path = ".status.lastStatusCode"),
     printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
 )]
+#[x_kube(validation = Rule::new("has(self.target.url) != has(self.destinationRef)")
+    .message("exactly one of spec.target.url and spec.destinationRef must be set")
+    .field_path(".target.url"))]
+#[x_kube(validation = Rule::new("!has(self.target.path) || has(self.destinationRef)")
+    .message("spec.target.path needs spec.destinationRef; with spec.target.url, put the path in the URL")
+    .field_path(".target.path"))]
 #[serde(rename_all = "camelCase")]
 pub struct PendingJobSpec {
     /// Where and how to send the call.
     pub target: Target,
+    /// The Destination (in the job's namespace) to call; `target.path` is
+    /// appended to its URL. Set this or `target.url`, not both.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub destination_ref: Option<DestinationRef>,
     /// The JSON document sent as the request body (`Content-Type: application/json`).
     /// Any JSON value; at most 128 KiB. Omit it to send no body.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -61,16 +73,32 @@ pub struct PendingJobSpec {
     pub retry_policy: RetryPolicy,
 }
 
+/// A Destination in the job's namespace.
+#[derive(JsonSchema, Deserialize, Serialize, Clone, Debug, PartialEq, Eq)]
+pub struct DestinationRef {
+    /// The Destination's name.
+    #[schemars(length(min = 1, max = 253))]
+    pub name: String,
+}
+
 /// The downstream endpoint to call.
 #[derive(KubeSchema, Deserialize, Serialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct Target {
-    /// Absolute http:// or https:// URL of the endpoint.
+    /// Absolute http:// or https:// URL of the endpoint, for a job without
+    /// a destination.
     #[x_kube(validation = Rule::new(
         "isURL(self) && url(self).getScheme() in ['http', 'https'] && url(self).getHostname() != ''"
     ).message("must be an absolute http:// or https:// URL"))]
     #[schemars(length(min = 1, max = 2048))]
-    pub url: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+    /// Path (and query) appended to the destination's URL, for a job with a
+    /// destination.
+    #[x_kube(validation = Rule::new("self.startsWith('/')").message("must start with /"))]
+    #[schemars(length(min = 1, max = 2048))]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
     /// HTTP method of the call.
     #[serde(default)]
     pub method: Method,
@@ -281,6 +309,11 @@ pub fn crd_yaml() -> Result<String, serde_saphyr::ser::Error> {
     serde_saphyr::to_string(&crd())
 }
 
+/// The Destination CRD as YAML, as checked in at `crds/destination.yaml`.
+pub fn destination_crd_yaml() -> Result<String, serde_saphyr::ser::Error> {
+    serde_saphyr::to_string(&Destination::crd())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -288,6 +321,15 @@ mod tests {
     fn checked_in(file: &str) -> String {
         let path = format!("{}/crds/{file}", env!("CARGO_MANIFEST_DIR"));
         std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("reading {path}: {e}"))
+    }
+
+    #[test]
+    fn checked_in_destination_crd_matches_the_code() {
+        let generated = destination_crd_yaml().expect("CRD renders as YAML");
+        assert!(
+            checked_in("destination.yaml") == generated,
+            "crds/destination.yaml has drifted from the Rust types; regenerate it with `make crds`"
+        );
     }
 
     #[test]

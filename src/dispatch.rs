@@ -15,6 +15,7 @@ use reqwest::{Client, StatusCode};
 use crate::crd::{MAX_ERROR_BYTES, Method, Target};
 use crate::egress::{self, EgressPolicy};
 use crate::lifecycle::Outcome;
+use crate::route::Route;
 
 /// Header carrying the job's UID, so the target can drop duplicate deliveries.
 pub const IDEMPOTENCY_KEY: &str = "Idempotency-Key";
@@ -57,10 +58,11 @@ impl Dispatcher {
         Ok(Self { client, egress })
     }
 
-    /// Makes one attempt of a job: a call to `target` keyed by `uid`, with
-    /// `body` (the serialized payload, see [`body_of`]) as JSON.
-    pub async fn attempt(&self, target: &Target, body: Option<Bytes>, uid: &str) -> Outcome {
-        let request = match self.build(target, body, uid) {
+    /// Makes one attempt of a job: a call along `route`, with `target`'s
+    /// method, headers and timeout, keyed by `uid`, with `body` (the
+    /// serialized payload, see [`body_of`]) as JSON.
+    pub async fn attempt(&self, target: &Target, route: &Route, body: Option<Bytes>, uid: &str) -> Outcome {
+        let request = match self.build(target, route, body, uid) {
             Ok(request) => request,
             Err(error) => return Outcome::Rejected { code: None, error },
         };
@@ -95,7 +97,13 @@ impl Dispatcher {
         classify_response(status, retry_after, &snippet)
     }
 
-    fn build(&self, target: &Target, body: Option<Bytes>, uid: &str) -> Result<reqwest::Request, String> {
+    fn build(
+        &self,
+        target: &Target,
+        route: &Route,
+        body: Option<Bytes>,
+        uid: &str,
+    ) -> Result<reqwest::Request, String> {
         let method = match target.method {
             Method::Get => reqwest::Method::GET,
             Method::Post => reqwest::Method::POST,
@@ -112,7 +120,9 @@ impl Dispatcher {
         let key = HeaderValue::try_from(uid).map_err(|e| format!("idempotency key {uid:?}: {e}"))?;
         headers.insert(IDEMPOTENCY_KEY, key);
         let timeout = Duration::from_secs(u64::from(target.timeout_seconds.max(1).unsigned_abs()));
-        let url = reqwest::Url::parse(&target.url).map_err(|e| format!("URL {:?}: {e}", target.url))?;
+        // The destination's headers (credentials among them) win over the job's.
+        headers.extend(route.headers.clone());
+        let url = reqwest::Url::parse(&route.url).map_err(|e| format!("URL {:?}: {e}", route.url))?;
         self.egress.check_url(&url).map_err(|denied| denied.to_string())?;
         let mut builder = self.client.request(method, url).headers(headers).timeout(timeout);
         if let Some(body) = body {

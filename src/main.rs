@@ -30,8 +30,12 @@ struct Cli {
 enum Command {
     /// Reconcile PendingJobs (the default).
     Run(Box<RunArgs>),
-    /// Print the PendingJob CustomResourceDefinition as YAML.
-    Crd,
+    /// Print a CustomResourceDefinition as YAML.
+    Crd {
+        /// Which one.
+        #[arg(value_enum, default_value_t = CrdKind::Pendingjob)]
+        kind: CrdKind,
+    },
 }
 
 #[derive(Args, Debug)]
@@ -97,14 +101,27 @@ struct RunArgs {
 async fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
-        Some(Command::Crd) => print_crd(),
+        Some(Command::Crd { kind }) => print_crd(kind),
         Some(Command::Run(args)) => run(*args).await,
         None => run(cli.run).await,
     }
 }
 
-fn print_crd() -> ExitCode {
-    match crd::crd_yaml() {
+/// The resources whose CRD `crd` prints.
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+enum CrdKind {
+    /// PendingJob (crds/pendingjob.yaml).
+    Pendingjob,
+    /// Destination (crds/destination.yaml).
+    Destination,
+}
+
+fn print_crd(kind: CrdKind) -> ExitCode {
+    let yaml = match kind {
+        CrdKind::Pendingjob => crd::crd_yaml(),
+        CrdKind::Destination => crd::destination_crd_yaml(),
+    };
+    match yaml {
         Ok(yaml) => {
             print!("{yaml}");
             ExitCode::SUCCESS

@@ -17,7 +17,8 @@ use tracing::{debug, info, warn};
 use crate::admin::Admin;
 use crate::cache::{self, JobCache};
 use crate::controller::{Calls, Context, error_policy, reconcile};
-use crate::crd::PendingJob;
+use crate::crd::{Destination, PendingJob};
+use crate::destinations;
 use crate::dispatch::Dispatcher;
 use crate::elector::LeaseSettings;
 use crate::leader::{Election, Tenure};
@@ -47,6 +48,25 @@ const LIST_PAGE_SIZE: u32 = 100;
 /// Idle time after which any read on the watch client fails: above the
 /// watcher's own idle timeout.
 const WATCH_READ_TIMEOUT: Duration = Duration::from_secs(70);
+
+/// A cache of the Destinations in `namespace` (all when `None`), and the
+/// watch that keeps it, for their controller to run.
+fn watch_destinations(
+    client: &Client,
+    namespace: Option<&str>,
+) -> (
+    Store<Destination>,
+    impl Stream<Item = Result<Destination, watcher::Error>> + Send + 'static,
+) {
+    let api: Api<Destination> = match namespace {
+        Some(namespace) => Api::namespaced(client.clone(), namespace),
+        None => Api::all(client.clone()),
+    };
+    let (store, writer) = reflector::store();
+    let config = watcher::Config::default().timeout(WATCH_TIMEOUT_SECONDS);
+    let watch = watcher(api, config).default_backoff().reflect(writer).applied_objects();
+    (store, watch)
+}
 
 /// Failure to set the operator up.
 #[derive(Debug, thiserror::Error)]
@@ -143,9 +163,11 @@ pub async fn run(
     );
     let (store, writer) = reflector::store();
     let payloads = Arc::new(Payloads::new(settings.payload_cache_bytes));
+    let (destinations, destination_events) = watch_destinations(&clients.watch, settings.namespace.as_deref());
     let cache = JobCache {
         store: store.clone(),
         payloads: payloads.clone(),
+        destinations: destinations.clone(),
     };
     let ctx = Arc::new(Context::new(
         clients.requests,
@@ -175,6 +197,20 @@ pub async fn run(
     let controller = Controller::for_stream(jobs, store.clone()).with_config(config);
     admin.set_store(store.clone());
     tokio::spawn(mark_ready_when_synced(store, admin.clone()));
+
+    // Destinations: their Ready condition, written by the leader.
+    tokio::spawn(
+        Controller::for_stream(destination_events, destinations)
+            .reconcile_all_on(leadership_gained(leadership.subscribe()))
+            .graceful_shutdown_on(signalled(shutdown.clone()))
+            .run(destinations::reconcile, destinations::error_policy, ctx.clone())
+            .for_each(|result| {
+                if let Err(error) = result {
+                    debug!(%error, "Destination controller");
+                }
+                std::future::ready(())
+            }),
+    );
 
     let stopping = signalled(shutdown.clone());
     let controller = controller

@@ -36,10 +36,15 @@ impl Slots {
         }
     }
 
-    /// Waits for a slot to call `target` (see [`target_of`]). Fails only if
-    /// a semaphore was closed, which this type never does.
-    pub async fn acquire(&self, target: &str) -> Result<Slot, AcquireError> {
-        let target = self.target(target).acquire_owned().await?;
+    /// Waits for a slot to call `target` (see [`target_of`]), of which at
+    /// most `limit` (the per-target default when `None`) may be in flight; a
+    /// new limit applies once the target's calls have all ended. Fails only
+    /// if a semaphore was closed, which this type never does.
+    pub async fn acquire(&self, target: &str, limit: Option<usize>) -> Result<Slot, AcquireError> {
+        let target = self
+            .target(target, limit.unwrap_or(self.per_target))
+            .acquire_owned()
+            .await?;
         let global = self.global.clone().acquire_owned().await?;
         Ok(Slot {
             _target: target,
@@ -47,13 +52,13 @@ impl Slots {
         })
     }
 
-    fn target(&self, target: &str) -> Arc<Semaphore> {
+    fn target(&self, target: &str, limit: usize) -> Arc<Semaphore> {
         let mut targets = self.targets.lock().unwrap_or_else(PoisonError::into_inner);
         if let Some(semaphore) = targets.get(target).and_then(Weak::upgrade) {
             return semaphore;
         }
         targets.retain(|_, semaphore| semaphore.strong_count() > 0);
-        let semaphore = Arc::new(Semaphore::new(self.per_target));
+        let semaphore = Arc::new(Semaphore::new(limit.max(1)));
         targets.insert(target.to_owned(), Arc::downgrade(&semaphore));
         semaphore
     }
@@ -99,21 +104,21 @@ mod tests {
         let slots = Arc::new(Slots::new(4, 2));
         let mut held = Vec::new();
         for _ in 0..2 {
-            held.push(slots.acquire("http://slow:80").await.unwrap());
+            held.push(slots.acquire("http://slow:80", None).await.unwrap());
         }
         // A third call to the same target waits, holding no global slot...
         let queued = tokio::spawn({
             let slots = slots.clone();
-            async move { slots.acquire("http://slow:80").await }
+            async move { slots.acquire("http://slow:80", None).await }
         });
         tokio::time::sleep(Duration::from_millis(10)).await;
         assert!(!queued.is_finished());
         // ...so other targets get the two global slots left.
         let other = [
-            slots.acquire("http://a:80").await.unwrap(),
-            slots.acquire("http://b:80").await.unwrap(),
+            slots.acquire("http://a:80", None).await.unwrap(),
+            slots.acquire("http://b:80", None).await.unwrap(),
         ];
-        let fifth = tokio::time::timeout(Duration::from_millis(10), slots.acquire("http://c:80")).await;
+        let fifth = tokio::time::timeout(Duration::from_millis(10), slots.acquire("http://c:80", None)).await;
         assert!(fifth.is_err(), "the global pool is full");
         drop(other);
         drop(held.pop());

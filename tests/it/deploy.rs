@@ -70,6 +70,7 @@ async fn deploy_is_accepted_server_side() {
     for wanted in [
         "namespace/pendingjob-system",
         "customresourcedefinition.apiextensions.k8s.io/pendingjobs.pendingjob.dev",
+        "customresourcedefinition.apiextensions.k8s.io/destinations.pendingjob.dev",
         "serviceaccount/pendingjob-operator",
         "clusterrole.rbac.authorization.k8s.io/pendingjob-operator",
         "role.rbac.authorization.k8s.io/pendingjob-operator-leader-election",
@@ -118,9 +119,11 @@ async fn rbac_has_no_wildcards_and_only_the_verbs_the_code_uses() {
             "wildcard in {group}/{resource}/{verb}"
         );
     }
-    // The controller lists and watches jobs, gets a due job afresh and
-    // patches its status; the recorder creates and patches Events; the
-    // elector gets, creates and updates its Lease.
+    // The controller lists and watches jobs, gets a due job whose cache
+    // lags and patches its status; it watches Destinations and patches
+    // theirs, and gets (never lists or watches) the Secrets and ConfigMaps
+    // they name; the recorder creates and patches Events; the elector gets,
+    // creates and updates its Lease.
     assert_eq!(
         cluster_rules,
         expect(&[
@@ -128,6 +131,12 @@ async fn rbac_has_no_wildcards_and_only_the_verbs_the_code_uses() {
             ("pendingjob.dev", "pendingjobs", "list"),
             ("pendingjob.dev", "pendingjobs", "watch"),
             ("pendingjob.dev", "pendingjobs/status", "patch"),
+            ("pendingjob.dev", "destinations", "get"),
+            ("pendingjob.dev", "destinations", "list"),
+            ("pendingjob.dev", "destinations", "watch"),
+            ("pendingjob.dev", "destinations/status", "patch"),
+            ("", "secrets", "get"),
+            ("", "configmaps", "get"),
             ("events.k8s.io", "events", "create"),
             ("events.k8s.io", "events", "patch"),
         ])

@@ -3,6 +3,7 @@
 
 mod control_plane;
 mod deploy;
+mod destinations;
 mod egress;
 mod faults;
 mod jobs;

@@ -238,9 +238,10 @@ pub fn install_crds() {
             "wait",
             "--for=condition=Established",
             "crd/pendingjobs.pendingjob.dev",
+            "crd/destinations.pendingjob.dev",
             "--timeout=30s",
         ]);
-        assert!(established.status.success(), "CRD not established: {established:?}");
+        assert!(established.status.success(), "CRDs not established: {established:?}");
     });
 }
 

@@ -45,9 +45,12 @@ async fn crds_install_with_apply_f_and_with_apply_k() {
     assert_eq!(
         by_f,
         [
+            "customresourcedefinition.apiextensions.k8s.io/destinations.pendingjob.dev",
             "customresourcedefinition.apiextensions.k8s.io/pendingjobs.pendingjob.dev",
             "validatingadmissionpolicy.admissionregistration.k8s.io/pendingjobs.pendingjob.dev-payload-limit",
+            "validatingadmissionpolicy.admissionregistration.k8s.io/pendingjobs.pendingjob.dev-require-destination",
             "validatingadmissionpolicybinding.admissionregistration.k8s.io/pendingjobs.pendingjob.dev-payload-limit",
+            "validatingadmissionpolicybinding.admissionregistration.k8s.io/pendingjobs.pendingjob.dev-require-destination",
         ]
     );
     assert_eq!(applied_from_crds("-k"), by_f, "-k crds/ applies what -f crds/ applies");
@@ -62,7 +65,7 @@ async fn crds_install_with_apply_f_and_with_apply_k() {
     assert!(out.status.success(), "kubectl apply -k crds/: {out:?}");
     let present = kubectl(&["get", "--output=name", "-f", crds.to_str().expect("utf-8")]);
     assert!(present.status.success(), "{present:?}");
-    assert_eq!(String::from_utf8_lossy(&present.stdout).lines().count(), 3);
+    assert_eq!(String::from_utf8_lossy(&present.stdout).lines().count(), 6);
 }
 
 #[tokio::test]

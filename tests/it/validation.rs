@@ -61,7 +61,7 @@ async fn bad_manifests_are_refused_with_the_field_named() {
             "no URL",
             "  target:\n    method: POST\n".into(),
             String::new(),
-            "spec.target.url: Required value",
+            "spec.target.url: Invalid value: exactly one of spec.target.url and spec.destinationRef must be set",
         ),
         (
             "unknown method",

@@ -1,0 +1,164 @@
+//! Values of Secrets (and ConfigMaps) that destinations refer to, read with
+//! `get` only, never listed or watched, and kept for a bounded time.
+//!
+//! A value read is used for [`VALUE_TTL`], so a rotated Secret is picked up
+//! within that long; a Secret found missing is looked for again after
+//! [`MISSING_TTL`]. What goes wrong is described by names and keys only:
+//! values never reach a message, a log line or a status.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::core::v1::{ConfigMap, Secret};
+use kube::{Api, Client};
+
+use crate::destination::KeyRef;
+
+/// How long a value read is used before it is read again.
+pub const VALUE_TTL: Duration = Duration::from_secs(30);
+/// How long a missing Secret is taken as missing before it is looked for again.
+pub const MISSING_TTL: Duration = Duration::from_secs(2);
+
+/// Why a referenced value cannot be used; the `reason` is a condition reason.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct Unusable {
+    /// A CamelCase reason for the destination's Ready condition.
+    pub reason: &'static str,
+    /// What is wrong, naming the object and key, never a value.
+    pub message: String,
+}
+
+impl Unusable {
+    /// `reason` with `message`.
+    pub fn new(reason: &'static str, message: String) -> Self {
+        Self { reason, message }
+    }
+}
+
+/// A Secret's or ConfigMap's data, by key.
+type Data = BTreeMap<String, Vec<u8>>;
+/// What was read of each object, and when.
+type Read = HashMap<(Kind, String, String), (Instant, Result<Data, Unusable>)>;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+enum Kind {
+    Secret,
+    ConfigMap,
+}
+
+/// The values read lately, by object.
+pub struct Secrets {
+    client: Client,
+    read: Mutex<Read>,
+}
+
+impl Secrets {
+    /// Reads with `client`.
+    pub fn new(client: Client) -> Self {
+        Self {
+            client,
+            read: Mutex::default(),
+        }
+    }
+
+    /// The value at `key` of Secret `key.name` in `namespace`.
+    pub async fn secret_key(&self, namespace: &str, key: &KeyRef) -> Result<Vec<u8>, Unusable> {
+        let data = self.get(Kind::Secret, namespace, &key.name).await?;
+        value(&data, "Secret", key)
+    }
+
+    /// The value at `key` of ConfigMap `key.name` in `namespace`.
+    pub async fn config_map_key(&self, namespace: &str, key: &KeyRef) -> Result<Vec<u8>, Unusable> {
+        let data = self.get(Kind::ConfigMap, namespace, &key.name).await?;
+        value(&data, "ConfigMap", key)
+    }
+
+    /// All of Secret `name` in `namespace`, its type under [`TYPE_KEY`].
+    pub async fn secret(&self, namespace: &str, name: &str) -> Result<Data, Unusable> {
+        self.get(Kind::Secret, namespace, name).await
+    }
+
+    async fn get(&self, kind: Kind, namespace: &str, name: &str) -> Result<Data, Unusable> {
+        let id = (kind, namespace.to_owned(), name.to_owned());
+        if let Some((at, data)) = self.lock().get(&id) {
+            let ttl = if data.is_ok() { VALUE_TTL } else { MISSING_TTL };
+            if at.elapsed() < ttl {
+                return data.clone();
+            }
+        }
+        let data = self.fetch(kind, namespace, name).await;
+        // Trouble reaching the API server is not remembered: the next call asks again.
+        if data.as_ref().err().is_none_or(|e| e.reason != "Unreachable") {
+            self.lock().insert(id, (Instant::now(), data.clone()));
+        }
+        data
+    }
+
+    async fn fetch(&self, kind: Kind, namespace: &str, name: &str) -> Result<Data, Unusable> {
+        let what = match kind {
+            Kind::Secret => "Secret",
+            Kind::ConfigMap => "ConfigMap",
+        };
+        let trouble = |e: kube::Error| match e {
+            kube::Error::Api(s) if s.code == 404 => {
+                Unusable::new("SecretNotFound", format!("{what} {namespace}/{name} not found"))
+            }
+            kube::Error::Api(s) if s.code == 403 => Unusable::new(
+                "Forbidden",
+                format!("the operator may not get {what} {namespace}/{name}"),
+            ),
+            e => Unusable::new("Unreachable", format!("reading {what} {namespace}/{name}: {e}")),
+        };
+        match kind {
+            Kind::Secret => {
+                let secret = Api::<Secret>::namespaced(self.client.clone(), namespace)
+                    .get(name)
+                    .await
+                    .map_err(trouble)?;
+                let mut data: Data = secret
+                    .data
+                    .unwrap_or_default()
+                    .into_iter()
+                    .map(|(k, v)| (k, v.0))
+                    .collect();
+                for (k, v) in secret.string_data.unwrap_or_default() {
+                    data.insert(k, v.into_bytes());
+                }
+                if let Some(type_) = secret.type_ {
+                    data.insert(TYPE_KEY.to_owned(), type_.into_bytes());
+                }
+                Ok(data)
+            }
+            Kind::ConfigMap => {
+                let map = Api::<ConfigMap>::namespaced(self.client.clone(), namespace)
+                    .get(name)
+                    .await
+                    .map_err(trouble)?;
+                let mut data: Data = map
+                    .data
+                    .unwrap_or_default()
+                    .into_iter()
+                    .map(|(k, v)| (k, v.into_bytes()))
+                    .collect();
+                data.extend(map.binary_data.unwrap_or_default().into_iter().map(|(k, v)| (k, v.0)));
+                Ok(data)
+            }
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Read> {
+        self.read.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+/// Where [`Secrets::secret`] puts a Secret's `type` (no data key can hold a
+/// space).
+pub const TYPE_KEY: &str = " type";
+
+fn value(data: &Data, what: &str, key: &KeyRef) -> Result<Vec<u8>, Unusable> {
+    data.get(&key.key)
+        .cloned()
+        .ok_or_else(|| Unusable::new("KeyNotFound", format!("{what} {} has no key {:?}", key.name, key.key)))
+}

@@ -1,0 +1,336 @@
+//! Destinations: jobs call a Destination by name, with credentials from
+//! Secrets that never leak, wait without spending attempts while it cannot be
+//! called, and the API server refuses a job with both or neither of a URL
+//! and a destination.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode, Uri};
+use base64::Engine as _;
+use kube::api::{Patch, PatchParams};
+use pendingjob_operator::crd::{Destination, Phase};
+use serde_json::json;
+
+use crate::jobs::{SOON, job, setup, status, wait_status};
+use crate::processes::Operator;
+use crate::support::{TestEnv, kubectl_stdin, wait_until};
+
+const TOKEN: &str = "tok-SECRET-bearer-1";
+const API_KEY: &str = "key-SECRET-header-2";
+const PASSWORD: &str = "pw-SECRET-basic-3";
+
+/// A request as the target saw it: path, Authorization and X-Api-Key.
+type Seen = (String, Option<String>, Option<String>);
+
+/// A real HTTP target on a free loopback port that records each request and
+/// answers with the status in `answer`; it stops when dropped.
+struct Target {
+    base: String,
+    seen: Arc<Mutex<Vec<Seen>>>,
+    answer: Arc<Mutex<StatusCode>>,
+    server: tokio::task::JoinHandle<()>,
+}
+
+type Shared = (Arc<Mutex<Vec<Seen>>>, Arc<Mutex<StatusCode>>);
+
+async fn record(State((seen, answer)): State<Shared>, uri: Uri, headers: HeaderMap) -> StatusCode {
+    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).map(str::to_owned);
+    seen.lock()
+        .unwrap()
+        .push((uri.path().to_owned(), header("authorization"), header("x-api-key")));
+    *answer.lock().unwrap()
+}
+
+impl Target {
+    async fn start() -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let base = format!("http://{}", listener.local_addr().expect("address"));
+        let (seen, answer) = (Arc::default(), Arc::new(Mutex::new(StatusCode::OK)));
+        let app = axum::Router::new()
+            .fallback(record)
+            .with_state((Arc::clone(&seen), Arc::clone(&answer)));
+        let server = tokio::spawn(async move {
+            axum::serve(listener, app).await.expect("serve");
+        });
+        Self {
+            base,
+            seen,
+            answer,
+            server,
+        }
+    }
+
+    fn seen(&self) -> Vec<Seen> {
+        self.seen.lock().unwrap().clone()
+    }
+}
+
+impl Drop for Target {
+    fn drop(&mut self) {
+        self.server.abort();
+    }
+}
+
+fn apply_json(env: &TestEnv, manifest: &serde_json::Value) {
+    let out = kubectl_stdin(
+        &["apply", "--namespace", &env.namespace, "-f", "-"],
+        &serde_json::to_string(manifest).expect("json"),
+    );
+    assert!(
+        out.status.success(),
+        "kubectl apply: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn secret(name: &str, type_: &str, data: serde_json::Value) -> serde_json::Value {
+    json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": name}, "type": type_, "stringData": data})
+}
+
+fn destination(name: &str, spec: serde_json::Value) -> serde_json::Value {
+    json!({"apiVersion": "pendingjob.dev/v1alpha1", "kind": "Destination", "metadata": {"name": name}, "spec": spec})
+}
+
+fn job_to(name: &str, destination: &str, path: &str) -> serde_json::Value {
+    json!({
+        "apiVersion": "pendingjob.dev/v1alpha1", "kind": "PendingJob", "metadata": {"name": name},
+        "spec": {"destinationRef": {"name": destination}, "target": {"path": path}, "payload": {"n": 1},
+                 "retryPolicy": {"initialDelaySeconds": 1, "maxDelaySeconds": 1}},
+    })
+}
+
+/// The destination's Ready condition: (status, reason, message).
+async fn ready(env: &TestEnv, name: &str) -> Option<(String, String, String)> {
+    let destination = env.api::<Destination>().get(name).await.expect("get Destination");
+    let status = destination.status?;
+    let ready = status.conditions.into_iter().find(|c| c.type_ == "Ready")?;
+    Some((ready.status, ready.reason, ready.message))
+}
+
+#[tokio::test]
+async fn credentials_from_secrets_reach_the_target_and_never_leak() {
+    let env = setup("dest-auth").await;
+    let target = Target::start().await;
+    let operator = Operator::start(&env.namespace, &[]);
+    apply_json(
+        &env,
+        &secret("api", "Opaque", json!({"token": TOKEN, "api-key": API_KEY})),
+    );
+    apply_json(
+        &env,
+        &secret(
+            "basic",
+            "kubernetes.io/basic-auth",
+            json!({"username": "shop", "password": PASSWORD}),
+        ),
+    );
+    apply_json(
+        &env,
+        &destination(
+            "bearer",
+            json!({
+                "url": format!("{}/v1", target.base),
+                "headers": [{"name": "X-Api-Key", "valueFrom": {"secretKeyRef": {"name": "api", "key": "api-key"}}}],
+                "auth": {"bearerToken": {"secretKeyRef": {"name": "api", "key": "token"}}},
+            }),
+        ),
+    );
+    apply_json(
+        &env,
+        &destination(
+            "basic",
+            json!({"url": format!("{}/v1/", target.base), "auth": {"basic": {"secretName": "basic"}}}),
+        ),
+    );
+    apply_json(&env, &job_to("charge", "bearer", "/charges"));
+    apply_json(&env, &job_to("order", "basic", "/orders?x=1"));
+    for name in ["charge", "order"] {
+        let done = wait_status(&env, name, "Succeeded", SOON, |s| s.phase == Phase::Succeeded).await;
+        assert_eq!(done.attempts, 1, "{name}");
+    }
+    let mut seen = target.seen();
+    seen.sort();
+    let basic = format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(format!("shop:{PASSWORD}"))
+    );
+    assert_eq!(
+        seen,
+        vec![
+            (
+                "/v1/charges".to_owned(),
+                Some(format!("Bearer {TOKEN}")),
+                Some(API_KEY.to_owned())
+            ),
+            ("/v1/orders".to_owned(), Some(basic.clone()), None),
+        ]
+    );
+    for name in ["bearer", "basic"] {
+        let verdict = wait_until(&format!("{name} to be Ready"), SOON, || async {
+            ready(&env, name).await.filter(|(status, ..)| status == "True")
+        })
+        .await;
+        assert_eq!(verdict.1, "Ready");
+    }
+
+    // No secret value anywhere the operator writes or prints.
+    let mut places = Vec::new();
+    for what in ["pendingjobs", "destinations", "events"] {
+        let out = env.kubectl(&["get", what, "-o", "yaml"]);
+        places.push((what.to_owned(), String::from_utf8_lossy(&out.stdout).into_owned()));
+    }
+    places.push(("the operator log".to_owned(), operator.log_text()));
+    let metrics = crate::support::http_get(&format!("{}/metrics", operator.admin_url().await))
+        .await
+        .1;
+    places.push(("/metrics".to_owned(), metrics));
+    let encoded = basic.trim_start_matches("Basic ").to_owned();
+    for (place, text) in &places {
+        for secret in [TOKEN, API_KEY, PASSWORD, encoded.as_str()] {
+            assert!(!text.contains(secret), "{place} contains a secret value");
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_missing_secret_holds_jobs_without_spending_attempts_until_it_exists() {
+    let env = setup("dest-missing").await;
+    let target = Target::start().await;
+    let _operator = Operator::start(&env.namespace, &[]);
+    apply_json(
+        &env,
+        &destination(
+            "late",
+            json!({
+                "url": target.base,
+                "auth": {"bearerToken": {"secretKeyRef": {"name": "late-token", "key": "token"}}},
+            }),
+        ),
+    );
+    apply_json(&env, &job_to("held", "late", "/held"));
+    let (_, reason, message) = wait_until("late to be not Ready", SOON, || async {
+        ready(&env, "late").await.filter(|(status, ..)| status == "False")
+    })
+    .await;
+    assert_eq!(reason, "SecretNotFound");
+    assert!(message.contains("late-token"), "{message}");
+    let held = status(&env, "held").await;
+    assert_eq!(
+        (held.phase, held.attempts),
+        (Phase::Pending, 0),
+        "waiting spends no attempt"
+    );
+    assert!(target.seen().is_empty());
+
+    apply_json(&env, &secret("late-token", "Opaque", json!({"token": TOKEN})));
+    let done = wait_status(&env, "held", "Succeeded", SOON, |s| s.phase == Phase::Succeeded).await;
+    assert_eq!(done.attempts, 1);
+    assert_eq!(target.seen().len(), 1);
+}
+
+#[tokio::test]
+async fn a_suspended_destination_gets_no_calls_and_its_jobs_resume_their_schedule() {
+    let env = setup("dest-suspend").await;
+    let target = Target::start().await;
+    *target.answer.lock().unwrap() = StatusCode::SERVICE_UNAVAILABLE;
+    let _operator = Operator::start(&env.namespace, &[]);
+    apply_json(&env, &destination("flaky", json!({"url": target.base})));
+    apply_json(&env, &job_to("retrying", "flaky", "/x"));
+    wait_status(&env, "retrying", "two failed attempts", SOON, |s| s.attempts >= 2).await;
+
+    let suspend = |on: bool| json!({"spec": {"suspend": on}});
+    let destinations = env.api::<Destination>();
+    destinations
+        .patch("flaky", &PatchParams::default(), &Patch::Merge(&suspend(true)))
+        .await
+        .expect("suspend");
+    // Within a second (plus one call already under way), calls stop.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let calls = target.seen().len();
+    let attempts = status(&env, "retrying").await.attempts;
+    // The observation window: three retry periods with no call and no attempt.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(target.seen().len(), calls, "a suspended destination was called");
+    assert_eq!(
+        status(&env, "retrying").await.attempts,
+        attempts,
+        "attempts were spent while suspended"
+    );
+
+    *target.answer.lock().unwrap() = StatusCode::OK;
+    destinations
+        .patch("flaky", &PatchParams::default(), &Patch::Merge(&suspend(false)))
+        .await
+        .expect("resume");
+    let done = wait_status(&env, "retrying", "Succeeded", SOON, |s| s.phase == Phase::Succeeded).await;
+    assert_eq!(done.attempts, attempts + 1, "the schedule resumes from status");
+    assert_eq!(
+        job(&env, "retrying").await.status.unwrap_or_default().retry_count,
+        attempts
+    );
+}
+
+#[tokio::test]
+async fn a_job_needs_exactly_one_of_a_url_and_a_destination() {
+    let env = setup("dest-validation").await;
+    let cases = [
+        (
+            json!({"target": {"url": "http://api.example/x"}, "destinationRef": {"name": "d"}}),
+            "spec.target.url",
+        ),
+        (json!({"target": {}}), "spec.target.url"),
+        (
+            json!({"target": {"url": "http://api.example/x", "path": "/y"}}),
+            "spec.target.path",
+        ),
+        (
+            json!({"target": {"path": "no-slash"}, "destinationRef": {"name": "d"}}),
+            "spec.target.path",
+        ),
+    ];
+    for (n, (spec, field)) in cases.into_iter().enumerate() {
+        let manifest = json!({"apiVersion": "pendingjob.dev/v1alpha1", "kind": "PendingJob",
+                              "metadata": {"name": format!("bad-{n}")}, "spec": spec});
+        let out = kubectl_stdin(
+            &["apply", "--namespace", &env.namespace, "-f", "-"],
+            &serde_json::to_string(&manifest).expect("json"),
+        );
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success() && stderr.contains(field), "case {n}: {stderr}");
+    }
+    let stored = env.kubectl(&["get", "pendingjobs", "-o", "name"]);
+    assert!(
+        String::from_utf8_lossy(&stored.stdout).trim().is_empty(),
+        "nothing is stored"
+    );
+}
+
+#[tokio::test]
+async fn a_labelled_namespace_refuses_raw_urls_and_takes_destinations() {
+    let env = setup("dest-required").await;
+    let labelled = env.kubectl(&[
+        "label",
+        "namespace",
+        &env.namespace,
+        "pendingjob.dev/require-destination=true",
+    ]);
+    assert!(labelled.status.success(), "{labelled:?}");
+    let raw = json!({"apiVersion": "pendingjob.dev/v1alpha1", "kind": "PendingJob", "metadata": {"name": "raw"},
+                     "spec": {"target": {"url": "http://api.example/x"}}});
+    // The policy applies once the API server has loaded it and the label.
+    let refused = wait_until("the require-destination policy to refuse a raw URL", SOON, || async {
+        let out = kubectl_stdin(
+            &["apply", "--dry-run=server", "--namespace", &env.namespace, "-f", "-"],
+            &serde_json::to_string(&raw).expect("json"),
+        );
+        (!out.status.success()).then(|| String::from_utf8_lossy(&out.stderr).into_owned())
+    })
+    .await;
+    assert!(
+        refused.contains("spec.target.url") && refused.contains("requires jobs to call a Destination"),
+        "{refused}"
+    );
+    apply_json(&env, &job_to("named", "somewhere", "/x"));
+}
