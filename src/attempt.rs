@@ -39,6 +39,12 @@ pub async fn run(ctx: &Context, key: &JobKey, uid: &str, term: Term) {
         let Some(route) = Box::pin(wait_for_route(ctx, key, uid, term)).await else {
             return;
         };
+        // The rate first: a job held back by it holds no slot.
+        tokio::select! {
+            () = ctx.pacing.wait(&route.limit_key, route.rate_limit) => {}
+            () = ctx.leadership.ended(term) => return,
+            () = ctx.stopping.cancelled() => return,
+        }
         let slot = tokio::select! {
             slot = ctx.slots.acquire(&route.limit_key, route.max_concurrency) => slot,
             // The next term reconciles every job.

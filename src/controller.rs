@@ -32,6 +32,7 @@ use crate::freshness::Freshness;
 use crate::leader::{Leadership, Term};
 use crate::lifecycle::{self, Decision};
 use crate::metrics::Metrics;
+use crate::pacing::Pacing;
 use crate::secrets::Secrets;
 use crate::slots::Slots;
 
@@ -66,6 +67,7 @@ pub struct Context {
     pub(crate) freshness: Freshness,
     pub(crate) cache: JobCache,
     pub(crate) secrets: Secrets,
+    pub(crate) pacing: Pacing,
     /// The namespace watched; all when `None`.
     namespace: Option<String>,
     /// Jobs with an attempt task.
@@ -96,6 +98,7 @@ impl Context {
         Self {
             recorder: Recorder::new(client.clone(), reporter),
             secrets: Secrets::new(client.clone()),
+            pacing: Pacing::default(),
             client,
             dispatcher,
             slots,

@@ -39,6 +39,7 @@ pub mod lifecycle;
 pub mod metrics;
 pub mod mock_api2;
 pub mod operator;
+pub mod pacing;
 pub mod payloads;
 pub mod route;
 pub mod secrets;

@@ -13,7 +13,7 @@ use kube::runtime::reflector::{ObjectRef, Store};
 use reqwest::header::{AUTHORIZATION, HeaderMap, HeaderName, HeaderValue};
 
 use crate::crd::PendingJob;
-use crate::destination::{Auth, Destination, DestinationSpec};
+use crate::destination::{Auth, Destination, DestinationSpec, RateLimit};
 use crate::secrets::{Secrets, TYPE_KEY, Unusable};
 use crate::slots::target_of;
 
@@ -30,6 +30,8 @@ pub struct Route {
     pub limit_key: String,
     /// The destination's own cap on calls in flight, if any.
     pub max_concurrency: Option<usize>,
+    /// The destination's rate limit, if any.
+    pub rate_limit: Option<RateLimit>,
 }
 
 /// Why a job waits instead of calling.
@@ -55,6 +57,7 @@ pub async fn route(job: &PendingJob, destinations: &Store<Destination>, secrets:
             url,
             headers: HeaderMap::new(),
             max_concurrency: None,
+            rate_limit: None,
         });
     };
     let namespace = job.metadata.namespace.clone().unwrap_or_default();
@@ -73,6 +76,7 @@ pub async fn route(job: &PendingJob, destinations: &Store<Destination>, secrets:
         headers,
         limit_key: format!("destination {namespace}/{}", reference.name),
         max_concurrency: destination.spec.max_concurrency.and_then(|n| usize::try_from(n).ok()),
+        rate_limit: destination.spec.rate_limit,
     })
 }
 

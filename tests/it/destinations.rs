@@ -4,7 +4,7 @@
 //! and a destination.
 
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, Uri};
@@ -29,13 +29,15 @@ type Seen = (String, Option<String>, Option<String>);
 struct Target {
     base: String,
     seen: Arc<Mutex<Vec<Seen>>>,
+    arrivals: Arc<Mutex<Vec<Instant>>>,
     answer: Arc<Mutex<StatusCode>>,
     server: tokio::task::JoinHandle<()>,
 }
 
-type Shared = (Arc<Mutex<Vec<Seen>>>, Arc<Mutex<StatusCode>>);
+type Shared = (Arc<Mutex<Vec<Seen>>>, Arc<Mutex<Vec<Instant>>>, Arc<Mutex<StatusCode>>);
 
-async fn record(State((seen, answer)): State<Shared>, uri: Uri, headers: HeaderMap) -> StatusCode {
+async fn record(State((seen, arrivals, answer)): State<Shared>, uri: Uri, headers: HeaderMap) -> StatusCode {
+    arrivals.lock().unwrap().push(Instant::now());
     let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).map(str::to_owned);
     seen.lock()
         .unwrap()
@@ -47,16 +49,19 @@ impl Target {
     async fn start() -> Self {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let base = format!("http://{}", listener.local_addr().expect("address"));
-        let (seen, answer) = (Arc::default(), Arc::new(Mutex::new(StatusCode::OK)));
-        let app = axum::Router::new()
-            .fallback(record)
-            .with_state((Arc::clone(&seen), Arc::clone(&answer)));
+        let (seen, arrivals, answer) = (Arc::default(), Arc::default(), Arc::new(Mutex::new(StatusCode::OK)));
+        let app = axum::Router::new().fallback(record).with_state((
+            Arc::clone(&seen),
+            Arc::clone(&arrivals),
+            Arc::clone(&answer),
+        ));
         let server = tokio::spawn(async move {
             axum::serve(listener, app).await.expect("serve");
         });
         Self {
             base,
             seen,
+            arrivals,
             answer,
             server,
         }
@@ -333,4 +338,48 @@ async fn a_labelled_namespace_refuses_raw_urls_and_takes_destinations() {
         "{refused}"
     );
     apply_json(&env, &job_to("named", "somewhere", "/x"));
+}
+
+// Two workers: `kubectl` blocks one while the target records arrivals on the other.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rate_limit_spaces_calls_to_burst_plus_rate() {
+    let env = setup("dest-rate").await;
+    let target = Target::start().await;
+    let _operator = Operator::start(&env.namespace, &[]);
+    let (rate, burst, jobs) = (5.0, 5.0, 50);
+    apply_json(
+        &env,
+        &destination(
+            "paced",
+            json!({"url": target.base, "rateLimit": {"requestsPerSecond": 5, "burst": 5}}),
+        ),
+    );
+    let items: Vec<_> = (0..jobs)
+        .map(|n| job_to(&format!("paced-{n}"), "paced", "/x"))
+        .collect();
+    apply_json(&env, &json!({"apiVersion": "v1", "kind": "List", "items": items}));
+    wait_until("every paced job to be called", Duration::from_secs(60), || async {
+        (target.arrivals.lock().unwrap().len() >= jobs).then_some(())
+    })
+    .await;
+    let arrivals = target.arrivals.lock().unwrap().clone();
+    assert_eq!(arrivals.len(), jobs, "one call per job");
+    // In any stretch of time T, at most burst + rate * T calls arrive, give
+    // or take 100 ms for a call's way from its token to the target.
+    for (i, first) in arrivals.iter().enumerate() {
+        for (j, last) in arrivals.iter().enumerate().skip(i) {
+            let calls = (j - i + 1) as f64;
+            let allowed = burst + rate * (last.duration_since(*first).as_secs_f64() + 0.1);
+            assert!(
+                calls <= allowed,
+                "{calls} calls within {:?}",
+                last.duration_since(*first)
+            );
+        }
+    }
+    let span = arrivals[jobs - 1].duration_since(arrivals[0]).as_secs_f64();
+    assert!(
+        span >= (jobs as f64 - burst) / rate - 0.5,
+        "50 calls in {span:.2} s: not paced"
+    );
 }
