@@ -17,6 +17,7 @@ use kube::{Resource, ResourceExt};
 use tracing::{info, warn};
 
 use crate::backoff;
+use crate::breaker::Admit;
 use crate::controller::{Context, not_now};
 use crate::crd::{PendingJob, PendingJobStatus, Phase};
 use crate::dispatch;
@@ -78,6 +79,13 @@ pub async fn run(ctx: &Context, key: &JobKey, uid: &str, term: Term) {
         else {
             return;
         };
+        // The last word of the circuit breaker: a call now, or back to waiting.
+        if let Some((settings, _)) = &route.breaker
+            && ctx.breakers.admit(&route.limit_key, *settings) == Admit::Wait
+        {
+            drop(slot);
+            continue;
+        }
         let Some(owed) = Box::pin(call(ctx, &job, &route, body, key, term)).await else {
             return;
         };
@@ -100,7 +108,15 @@ async fn wait_for_route(ctx: &Context, key: &JobKey, uid: &str, term: Term) -> O
         if not_now(key, &job.status.clone().unwrap_or_default()).is_some() {
             return None;
         }
-        match route::route(&job, &ctx.cache.destinations, &ctx.secrets).await {
+        let routed = route::route(&job, &ctx.cache.destinations, &ctx.secrets)
+            .await
+            .and_then(|route| match &route.breaker {
+                Some((settings, destination)) if ctx.breakers.blocked(&route.limit_key, *settings) => {
+                    Err(Wait::CircuitOpen(destination.name.clone()))
+                }
+                _ => Ok(route),
+            });
+        match routed {
             Ok(route) => return Some(route),
             Err(wait) => {
                 if waited.as_ref() != Some(&wait) {
@@ -179,6 +195,13 @@ async fn call(
         }
     };
     let finished = Timestamp::now();
+    if let Some((settings, destination)) = &route.breaker {
+        let failed = matches!(outcome, lifecycle::Outcome::Retryable { .. });
+        if let Some(circuit) = ctx.breakers.record(&route.limit_key, failed, *settings) {
+            info!(destination = %destination.name, ?circuit, "circuit breaker");
+            ctx.circuit_changed(destination.clone());
+        }
+    }
     ctx.metrics
         .observe_attempt(&outcome, started.duration_until(finished).as_secs_f64());
     let attempt = Attempt {

@@ -18,14 +18,16 @@ use kube::runtime::controller::Action;
 use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::reflector::ObjectRef;
 use kube::{Api, Client, ResourceExt};
+use tokio::sync::mpsc::UnboundedSender;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{debug, warn};
 
 use crate::attempt;
 use crate::backoff;
+use crate::breaker::Breakers;
 use crate::cache::JobCache;
-use crate::crd::{PendingJob, PendingJobStatus};
+use crate::crd::{Destination, PendingJob, PendingJobStatus};
 use crate::dispatch::Dispatcher;
 use crate::fence::{FIELD_MANAGER, JobKey};
 use crate::freshness::Freshness;
@@ -47,13 +49,15 @@ pub enum Error {
     MissingField(&'static str),
 }
 
-/// What attempts call with: the HTTP client, and the slots that bound the
-/// calls in flight.
+/// What attempts call with: the HTTP client, the slots that bound the calls
+/// in flight, and where changes of a destination's circuit are told.
 pub struct Calls {
     /// Makes the calls.
     pub dispatcher: Dispatcher,
     /// Bounds them, in all and per target.
     pub slots: Slots,
+    /// Told of each destination whose circuit changed state.
+    pub circuit_changes: UnboundedSender<ObjectRef<Destination>>,
 }
 
 /// Shared state of the reconciler and of the attempt tasks.
@@ -68,6 +72,8 @@ pub struct Context {
     pub(crate) cache: JobCache,
     pub(crate) secrets: Secrets,
     pub(crate) pacing: Pacing,
+    pub(crate) breakers: Breakers,
+    circuit_changes: UnboundedSender<ObjectRef<Destination>>,
     /// The namespace watched; all when `None`.
     namespace: Option<String>,
     /// Jobs with an attempt task.
@@ -86,7 +92,11 @@ impl Context {
         client: Client,
         namespace: Option<String>,
         cache: JobCache,
-        Calls { dispatcher, slots }: Calls,
+        Calls {
+            dispatcher,
+            slots,
+            circuit_changes,
+        }: Calls,
         metrics: Arc<Metrics>,
         identity: &str,
         leadership: Leadership,
@@ -99,6 +109,8 @@ impl Context {
             recorder: Recorder::new(client.clone(), reporter),
             secrets: Secrets::new(client.clone()),
             pacing: Pacing::default(),
+            breakers: Breakers::default(),
+            circuit_changes,
             client,
             dispatcher,
             slots,
@@ -127,6 +139,12 @@ impl Context {
 
     pub(crate) fn api(&self, namespace: &str) -> Api<PendingJob> {
         Api::namespaced(self.client.clone(), namespace)
+    }
+
+    /// Has `destination`'s status show its circuit's new state.
+    pub(crate) fn circuit_changed(&self, destination: ObjectRef<Destination>) {
+        // Gone only at shutdown, when no status needs writing.
+        let _ = self.circuit_changes.send(destination);
     }
 
     /// The cached job `key`, if any.

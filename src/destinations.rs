@@ -50,10 +50,15 @@ pub async fn reconcile(destination: Arc<Destination>, ctx: Arc<Context>) -> Resu
         Err(unusable) => (false, unusable.reason, unusable.message.clone()),
     };
     let status = destination.status.clone().unwrap_or_default();
+    let circuit = destination.spec.circuit_breaker.map(|_| {
+        ctx.breakers
+            .circuit(&route::destination_key(&namespace, &destination.name_any()))
+    });
     let current = status.conditions.iter().find(|c| c.type_ == READY);
     let unchanged = current
         .is_some_and(|c| (c.status == "True") == ready && c.reason == reason && c.message == message)
-        && status.observed_generation == destination.meta().generation;
+        && status.observed_generation == destination.meta().generation
+        && status.circuit == circuit;
     if !unchanged {
         let condition = Condition {
             type_: READY.to_owned(),
@@ -68,7 +73,7 @@ pub async fn reconcile(destination: Arc<Destination>, ctx: Arc<Context>) -> Resu
         };
         let next = DestinationStatus {
             conditions: vec![condition],
-            circuit: status.circuit,
+            circuit,
             observed_generation: destination.meta().generation,
         };
         let patch = serde_json::json!({

@@ -23,6 +23,7 @@
 pub mod admin;
 pub mod attempt;
 pub mod backoff;
+pub mod breaker;
 pub mod cache;
 pub mod controller;
 pub mod crd;

@@ -164,6 +164,7 @@ pub async fn run(
     let (store, writer) = reflector::store();
     let payloads = Arc::new(Payloads::new(settings.payload_cache_bytes));
     let (destinations, destination_events) = watch_destinations(&clients.watch, settings.namespace.as_deref());
+    let (circuit_changes, changed_circuits) = tokio::sync::mpsc::unbounded_channel();
     let cache = JobCache {
         store: store.clone(),
         payloads: payloads.clone(),
@@ -173,7 +174,11 @@ pub async fn run(
         clients.requests,
         settings.namespace.clone(),
         cache,
-        Calls { dispatcher, slots },
+        Calls {
+            dispatcher,
+            slots,
+            circuit_changes,
+        },
         admin.metrics.clone(),
         &settings.identity,
         leadership.clone(),
@@ -202,6 +207,9 @@ pub async fn run(
     tokio::spawn(
         Controller::for_stream(destination_events, destinations)
             .reconcile_all_on(leadership_gained(leadership.subscribe()))
+            .reconcile_on(futures::stream::unfold(changed_circuits, |mut changed| async move {
+                changed.recv().await.map(|destination| (destination, changed))
+            }))
             .graceful_shutdown_on(signalled(shutdown.clone()))
             .run(destinations::reconcile, destinations::error_policy, ctx.clone())
             .for_each(|result| {

@@ -13,7 +13,7 @@ use kube::runtime::reflector::{ObjectRef, Store};
 use reqwest::header::{AUTHORIZATION, HeaderMap, HeaderName, HeaderValue};
 
 use crate::crd::PendingJob;
-use crate::destination::{Auth, Destination, DestinationSpec, RateLimit};
+use crate::destination::{Auth, CircuitBreaker, Destination, DestinationSpec, RateLimit};
 use crate::secrets::{Secrets, TYPE_KEY, Unusable};
 use crate::slots::target_of;
 
@@ -32,6 +32,8 @@ pub struct Route {
     pub max_concurrency: Option<usize>,
     /// The destination's rate limit, if any.
     pub rate_limit: Option<RateLimit>,
+    /// The destination's circuit breaker, if any, and the destination.
+    pub breaker: Option<(CircuitBreaker, ObjectRef<Destination>)>,
 }
 
 /// Why a job waits instead of calling.
@@ -43,6 +45,9 @@ pub enum Wait {
     /// The Destination is suspended.
     #[error("destination {0} is suspended")]
     Suspended(String),
+    /// The Destination's circuit is open, or a probe is under way.
+    #[error("the circuit of destination {0} is open")]
+    CircuitOpen(String),
     /// A Secret or ConfigMap the Destination needs is missing or malformed.
     #[error("destination {0} is not ready: {1}")]
     NotReady(String, Unusable),
@@ -58,10 +63,12 @@ pub async fn route(job: &PendingJob, destinations: &Store<Destination>, secrets:
             headers: HeaderMap::new(),
             max_concurrency: None,
             rate_limit: None,
+            breaker: None,
         });
     };
     let namespace = job.metadata.namespace.clone().unwrap_or_default();
-    let Some(destination) = destinations.get(&ObjectRef::new(&reference.name).within(&namespace)) else {
+    let reference_to = ObjectRef::new(&reference.name).within(&namespace);
+    let Some(destination) = destinations.get(&reference_to) else {
         return Err(Wait::NoDestination(reference.name.clone()));
     };
     if destination.spec.suspend {
@@ -74,10 +81,19 @@ pub async fn route(job: &PendingJob, destinations: &Store<Destination>, secrets:
     Ok(Route {
         url: join(&destination.spec.url, path),
         headers,
-        limit_key: format!("destination {namespace}/{}", reference.name),
+        limit_key: destination_key(&namespace, &reference.name),
         max_concurrency: destination.spec.max_concurrency.and_then(|n| usize::try_from(n).ok()),
         rate_limit: destination.spec.rate_limit,
+        breaker: destination
+            .spec
+            .circuit_breaker
+            .map(|settings| (settings, reference_to)),
     })
+}
+
+/// What a destination's calls are counted against: slots, rate, breaker.
+pub fn destination_key(namespace: &str, name: &str) -> String {
+    format!("destination {namespace}/{name}")
 }
 
 /// The headers every call to the destination carries, credentials included.

@@ -383,3 +383,58 @@ async fn a_rate_limit_spaces_calls_to_burst_plus_rate() {
         "50 calls in {span:.2} s: not paced"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_open_circuit_holds_calls_through_an_outage_and_recovery_is_quick() {
+    let env = setup("dest-breaker").await;
+    let target = Target::start().await;
+    *target.answer.lock().unwrap() = StatusCode::SERVICE_UNAVAILABLE;
+    let _operator = Operator::start(&env.namespace, &[]);
+    apply_json(
+        &env,
+        &destination(
+            "fragile",
+            json!({"url": target.base, "circuitBreaker": {"consecutiveFailures": 5, "openSeconds": 2}}),
+        ),
+    );
+    let jobs = 100;
+    let items: Vec<_> = (0..jobs)
+        .map(|n| job_to(&format!("fragile-{n}"), "fragile", "/x"))
+        .collect();
+    apply_json(&env, &json!({"apiVersion": "v1", "kind": "List", "items": items}));
+    wait_until("the circuit to show Open", SOON, || async {
+        let destination = env.api::<Destination>().get("fragile").await.expect("get");
+        (destination.status.and_then(|s| s.circuit) == Some(pendingjob_operator::destination::Circuit::Open))
+            .then_some(())
+    })
+    .await;
+    // The outage: 8 s, in which 100 jobs retrying every second would make 800 calls.
+    tokio::time::sleep(Duration::from_secs(8)).await;
+    let during = target.seen().len();
+    // 5 failures trip it, up to 4 more were already under way, then one probe per 2 s.
+    assert!(during <= 5 + 4 + 5, "{during} calls during the outage");
+
+    *target.answer.lock().unwrap() = StatusCode::OK;
+    let recovered = Instant::now();
+    wait_until("every job to succeed", SOON, || async {
+        let list = env.kubectl(&["get", "pendingjobs", "-o", "jsonpath={.items[*].status.phase}"]);
+        let phases = String::from_utf8_lossy(&list.stdout).into_owned();
+        (phases.split_whitespace().filter(|p| *p == "Succeeded").count() == jobs).then_some(())
+    })
+    .await;
+    let took = recovered.elapsed();
+    eprintln!("breaker: {during} calls during the outage; all {jobs} jobs succeeded {took:?} after recovery");
+    assert!(
+        took < Duration::from_secs(10),
+        "all jobs succeeded {took:?} after recovery"
+    );
+    let mut attempts = 0;
+    for n in 0..jobs {
+        attempts += status(&env, &format!("fragile-{n}")).await.attempts;
+    }
+    assert_eq!(
+        usize::try_from(attempts).expect("count"),
+        target.seen().len(),
+        "one call per attempt"
+    );
+}
