@@ -3,11 +3,9 @@
 //! called, and the API server refuses a job with both or neither of a URL
 //! and a destination.
 
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode, Uri};
+use axum::http::StatusCode;
 use base64::Engine as _;
 use kube::api::{Patch, PatchParams};
 use pendingjob_operator::crd::{Destination, Phase};
@@ -16,67 +14,11 @@ use serde_json::json;
 use crate::jobs::{SOON, job, setup, status, wait_status};
 use crate::processes::Operator;
 use crate::support::{TestEnv, kubectl_stdin, wait_until};
+use crate::targets::{Seen, Target};
 
 const TOKEN: &str = "tok-SECRET-bearer-1";
 const API_KEY: &str = "key-SECRET-header-2";
 const PASSWORD: &str = "pw-SECRET-basic-3";
-
-/// A request as the target saw it: path, Authorization and X-Api-Key.
-type Seen = (String, Option<String>, Option<String>);
-
-/// A real HTTP target on a free loopback port that records each request and
-/// answers with the status in `answer`; it stops when dropped.
-struct Target {
-    base: String,
-    seen: Arc<Mutex<Vec<Seen>>>,
-    arrivals: Arc<Mutex<Vec<Instant>>>,
-    answer: Arc<Mutex<StatusCode>>,
-    server: tokio::task::JoinHandle<()>,
-}
-
-type Shared = (Arc<Mutex<Vec<Seen>>>, Arc<Mutex<Vec<Instant>>>, Arc<Mutex<StatusCode>>);
-
-async fn record(State((seen, arrivals, answer)): State<Shared>, uri: Uri, headers: HeaderMap) -> StatusCode {
-    arrivals.lock().unwrap().push(Instant::now());
-    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).map(str::to_owned);
-    seen.lock()
-        .unwrap()
-        .push((uri.path().to_owned(), header("authorization"), header("x-api-key")));
-    *answer.lock().unwrap()
-}
-
-impl Target {
-    async fn start() -> Self {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
-        let base = format!("http://{}", listener.local_addr().expect("address"));
-        let (seen, arrivals, answer) = (Arc::default(), Arc::default(), Arc::new(Mutex::new(StatusCode::OK)));
-        let app = axum::Router::new().fallback(record).with_state((
-            Arc::clone(&seen),
-            Arc::clone(&arrivals),
-            Arc::clone(&answer),
-        ));
-        let server = tokio::spawn(async move {
-            axum::serve(listener, app).await.expect("serve");
-        });
-        Self {
-            base,
-            seen,
-            arrivals,
-            answer,
-            server,
-        }
-    }
-
-    fn seen(&self) -> Vec<Seen> {
-        self.seen.lock().unwrap().clone()
-    }
-}
-
-impl Drop for Target {
-    fn drop(&mut self) {
-        self.server.abort();
-    }
-}
 
 fn apply_json(env: &TestEnv, manifest: &serde_json::Value) {
     let out = kubectl_stdin(
@@ -117,7 +59,7 @@ async fn ready(env: &TestEnv, name: &str) -> Option<(String, String, String)> {
 #[tokio::test]
 async fn credentials_from_secrets_reach_the_target_and_never_leak() {
     let env = setup("dest-auth").await;
-    let target = Target::start().await;
+    let target = Target::start(StatusCode::OK).await;
     let operator = Operator::start(&env.namespace, &[]);
     apply_json(
         &env,
@@ -155,7 +97,8 @@ async fn credentials_from_secrets_reach_the_target_and_never_leak() {
         let done = wait_status(&env, name, "Succeeded", SOON, |s| s.phase == Phase::Succeeded).await;
         assert_eq!(done.attempts, 1, "{name}");
     }
-    let mut seen = target.seen();
+    let view = |s: &Seen| (s.path.clone(), s.header("authorization"), s.header("x-api-key"));
+    let mut seen: Vec<_> = target.seen().iter().map(view).collect();
     seen.sort();
     let basic = format!(
         "Basic {}",
@@ -202,7 +145,7 @@ async fn credentials_from_secrets_reach_the_target_and_never_leak() {
 #[tokio::test]
 async fn a_missing_secret_holds_jobs_without_spending_attempts_until_it_exists() {
     let env = setup("dest-missing").await;
-    let target = Target::start().await;
+    let target = Target::start(StatusCode::OK).await;
     let _operator = Operator::start(&env.namespace, &[]);
     apply_json(
         &env,
@@ -238,8 +181,7 @@ async fn a_missing_secret_holds_jobs_without_spending_attempts_until_it_exists()
 #[tokio::test]
 async fn a_suspended_destination_gets_no_calls_and_its_jobs_resume_their_schedule() {
     let env = setup("dest-suspend").await;
-    let target = Target::start().await;
-    *target.answer.lock().unwrap() = StatusCode::SERVICE_UNAVAILABLE;
+    let target = Target::start(StatusCode::SERVICE_UNAVAILABLE).await;
     let _operator = Operator::start(&env.namespace, &[]);
     apply_json(&env, &destination("flaky", json!({"url": target.base})));
     apply_json(&env, &job_to("retrying", "flaky", "/x"));
@@ -264,7 +206,7 @@ async fn a_suspended_destination_gets_no_calls_and_its_jobs_resume_their_schedul
         "attempts were spent while suspended"
     );
 
-    *target.answer.lock().unwrap() = StatusCode::OK;
+    target.answer(StatusCode::OK);
     destinations
         .patch("flaky", &PatchParams::default(), &Patch::Merge(&suspend(false)))
         .await
@@ -344,7 +286,7 @@ async fn a_labelled_namespace_refuses_raw_urls_and_takes_destinations() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_rate_limit_spaces_calls_to_burst_plus_rate() {
     let env = setup("dest-rate").await;
-    let target = Target::start().await;
+    let target = Target::start(StatusCode::OK).await;
     let _operator = Operator::start(&env.namespace, &[]);
     let (rate, burst, jobs) = (5.0, 5.0, 50);
     apply_json(
@@ -359,10 +301,10 @@ async fn a_rate_limit_spaces_calls_to_burst_plus_rate() {
         .collect();
     apply_json(&env, &json!({"apiVersion": "v1", "kind": "List", "items": items}));
     wait_until("every paced job to be called", Duration::from_secs(60), || async {
-        (target.arrivals.lock().unwrap().len() >= jobs).then_some(())
+        (target.seen().len() >= jobs).then_some(())
     })
     .await;
-    let arrivals = target.arrivals.lock().unwrap().clone();
+    let arrivals: Vec<Instant> = target.seen().iter().map(|s| s.at).collect();
     assert_eq!(arrivals.len(), jobs, "one call per job");
     // In any stretch of time T, at most burst + rate * T calls arrive, give
     // or take 100 ms for a call's way from its token to the target.
@@ -387,8 +329,7 @@ async fn a_rate_limit_spaces_calls_to_burst_plus_rate() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_open_circuit_holds_calls_through_an_outage_and_recovery_is_quick() {
     let env = setup("dest-breaker").await;
-    let target = Target::start().await;
-    *target.answer.lock().unwrap() = StatusCode::SERVICE_UNAVAILABLE;
+    let target = Target::start(StatusCode::SERVICE_UNAVAILABLE).await;
     let _operator = Operator::start(&env.namespace, &[]);
     apply_json(
         &env,
@@ -414,7 +355,7 @@ async fn an_open_circuit_holds_calls_through_an_outage_and_recovery_is_quick() {
     // 5 failures trip it, up to 4 more were already under way, then one probe per 2 s.
     assert!(during <= 5 + 4 + 5, "{during} calls during the outage");
 
-    *target.answer.lock().unwrap() = StatusCode::OK;
+    target.answer(StatusCode::OK);
     let recovered = Instant::now();
     wait_until("every job to succeed", SOON, || async {
         let list = env.kubectl(&["get", "pendingjobs", "-o", "jsonpath={.items[*].status.phase}"]);

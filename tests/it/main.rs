@@ -13,5 +13,6 @@ mod processes;
 mod proxy;
 mod scale;
 mod support;
+mod targets;
 mod user_paths;
 mod validation;
