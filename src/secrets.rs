@@ -7,7 +7,6 @@
 //! values never reach a message, a log line or a status.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};
@@ -48,10 +47,11 @@ enum Kind {
     ConfigMap,
 }
 
-/// The values read lately, by object.
+/// The values read lately, by object. One read at a time: jobs that need
+/// the same Secret when its value expires wait for one read, not one each.
 pub struct Secrets {
     client: Client,
-    read: Mutex<Read>,
+    read: tokio::sync::Mutex<Read>,
 }
 
 impl Secrets {
@@ -59,7 +59,7 @@ impl Secrets {
     pub fn new(client: Client) -> Self {
         Self {
             client,
-            read: Mutex::default(),
+            read: tokio::sync::Mutex::default(),
         }
     }
 
@@ -82,7 +82,8 @@ impl Secrets {
 
     async fn get(&self, kind: Kind, namespace: &str, name: &str) -> Result<Data, Unusable> {
         let id = (kind, namespace.to_owned(), name.to_owned());
-        if let Some((at, data)) = self.lock().get(&id) {
+        let mut read = self.read.lock().await;
+        if let Some((at, data)) = read.get(&id) {
             let ttl = if data.is_ok() { VALUE_TTL } else { MISSING_TTL };
             if at.elapsed() < ttl {
                 return data.clone();
@@ -91,7 +92,7 @@ impl Secrets {
         let data = self.fetch(kind, namespace, name).await;
         // Trouble reaching the API server is not remembered: the next call asks again.
         if data.as_ref().err().is_none_or(|e| e.reason != "Unreachable") {
-            self.lock().insert(id, (Instant::now(), data.clone()));
+            read.insert(id, (Instant::now(), data.clone()));
         }
         data
     }
@@ -146,10 +147,6 @@ impl Secrets {
                 Ok(data)
             }
         }
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, Read> {
-        self.read.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 }
 
