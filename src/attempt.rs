@@ -240,6 +240,7 @@ async fn record(ctx: &Context, mut reference: ObjectReference, key: &JobKey, owe
                 return;
             }
         };
+        ctx.freshness.write_landed(written.is_ok());
         match written.map(|(landed, now)| {
             if let (Landed::Recorded, Some(now)) = (landed, now) {
                 ctx.freshness.wrote(key.clone(), owed.term, now);

@@ -22,6 +22,7 @@
 //! that has caught up with X.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, PoisonError};
 
 use kube::api::ListParams;
@@ -39,6 +40,8 @@ pub struct Freshness {
     term_start: tokio::sync::Mutex<Option<(Term, String)>>,
     written: Mutex<HashMap<JobKey, (Term, String)>>,
     watched: Mutex<Watched>,
+    /// Set while status writes fail: the cache answers nothing then.
+    writes_failing: AtomicBool,
 }
 
 /// The latest resourceVersion the cache is known to hold every change up to.
@@ -68,8 +71,21 @@ impl Freshness {
         }
     }
 
+    /// Notes whether the API server answered a status write (`landed`), or
+    /// the write failed. While writes fail, the cache is
+    /// never fresh enough: every call then needs a read first, which fails
+    /// as well while the API server is unreachable. So an outage stops new
+    /// calls whose outcome could not be recorded, instead of letting a
+    /// fast-failing write free the slot for the next call from the cache.
+    pub fn write_landed(&self, landed: bool) {
+        self.writes_failing.store(!landed, Ordering::Relaxed);
+    }
+
     /// Whether the cache holds a job, cached at `version`, as of `floor`.
     pub fn cached_as_of(&self, version: Option<&str>, floor: &str) -> bool {
+        if self.writes_failing.load(Ordering::Relaxed) {
+            return false;
+        }
         let watched = self.watched.lock().unwrap_or_else(PoisonError::into_inner);
         [version, watched.applied.as_deref()]
             .into_iter()
