@@ -1,4 +1,4 @@
-//! Values of Secrets (and ConfigMaps) that destinations refer to, read with
+//! Values of Secrets that destinations refer to, read with
 //! `get` only, never listed or watched, and kept for a bounded time.
 //!
 //! A value read is used for [`VALUE_TTL`], so a rotated Secret is picked up
@@ -9,7 +9,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
 
-use k8s_openapi::api::core::v1::{ConfigMap, Secret};
+use k8s_openapi::api::core::v1::Secret;
 use kube::{Api, Client};
 
 use crate::destination::KeyRef;
@@ -39,13 +39,7 @@ impl Unusable {
 /// A Secret's or ConfigMap's data, by key.
 type Data = BTreeMap<String, Vec<u8>>;
 /// What was read of each object, and when.
-type Read = HashMap<(Kind, String, String), (Instant, Result<Data, Unusable>)>;
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-enum Kind {
-    Secret,
-    ConfigMap,
-}
+type Read = HashMap<(String, String), (Instant, Result<Data, Unusable>)>;
 
 /// The values read lately, by object. One read at a time: jobs that need
 /// the same Secret when its value expires wait for one read, not one each.
@@ -65,23 +59,19 @@ impl Secrets {
 
     /// The value at `key` of Secret `key.name` in `namespace`.
     pub async fn secret_key(&self, namespace: &str, key: &KeyRef) -> Result<Vec<u8>, Unusable> {
-        let data = self.get(Kind::Secret, namespace, &key.name).await?;
-        value(&data, "Secret", key)
-    }
-
-    /// The value at `key` of ConfigMap `key.name` in `namespace`.
-    pub async fn config_map_key(&self, namespace: &str, key: &KeyRef) -> Result<Vec<u8>, Unusable> {
-        let data = self.get(Kind::ConfigMap, namespace, &key.name).await?;
-        value(&data, "ConfigMap", key)
+        let data = self.get(namespace, &key.name).await?;
+        data.get(&key.key)
+            .cloned()
+            .ok_or_else(|| Unusable::new("KeyNotFound", format!("Secret {} has no key {:?}", key.name, key.key)))
     }
 
     /// All of Secret `name` in `namespace`, its type under [`TYPE_KEY`].
     pub async fn secret(&self, namespace: &str, name: &str) -> Result<Data, Unusable> {
-        self.get(Kind::Secret, namespace, name).await
+        self.get(namespace, name).await
     }
 
-    async fn get(&self, kind: Kind, namespace: &str, name: &str) -> Result<Data, Unusable> {
-        let id = (kind, namespace.to_owned(), name.to_owned());
+    async fn get(&self, namespace: &str, name: &str) -> Result<Data, Unusable> {
+        let id = (namespace.to_owned(), name.to_owned());
         let mut read = self.read.lock().await;
         if let Some((at, data)) = read.get(&id) {
             let ttl = if data.is_ok() { VALUE_TTL } else { MISSING_TTL };
@@ -89,7 +79,7 @@ impl Secrets {
                 return data.clone();
             }
         }
-        let data = self.fetch(kind, namespace, name).await;
+        let data = self.fetch(namespace, name).await;
         // Trouble reaching the API server is not remembered: the next call asks again.
         if data.as_ref().err().is_none_or(|e| e.reason != "Unreachable") {
             read.insert(id, (Instant::now(), data.clone()));
@@ -97,65 +87,36 @@ impl Secrets {
         data
     }
 
-    async fn fetch(&self, kind: Kind, namespace: &str, name: &str) -> Result<Data, Unusable> {
-        let what = match kind {
-            Kind::Secret => "Secret",
-            Kind::ConfigMap => "ConfigMap",
-        };
-        let trouble = |e: kube::Error| match e {
-            kube::Error::Api(s) if s.code == 404 => {
-                Unusable::new("SecretNotFound", format!("{what} {namespace}/{name} not found"))
-            }
-            kube::Error::Api(s) if s.code == 403 => Unusable::new(
-                "Forbidden",
-                format!("the operator may not get {what} {namespace}/{name}"),
-            ),
-            e => Unusable::new("Unreachable", format!("reading {what} {namespace}/{name}: {e}")),
-        };
-        match kind {
-            Kind::Secret => {
-                let secret = Api::<Secret>::namespaced(self.client.clone(), namespace)
-                    .get(name)
-                    .await
-                    .map_err(trouble)?;
-                let mut data: Data = secret
-                    .data
-                    .unwrap_or_default()
-                    .into_iter()
-                    .map(|(k, v)| (k, v.0))
-                    .collect();
-                for (k, v) in secret.string_data.unwrap_or_default() {
-                    data.insert(k, v.into_bytes());
+    async fn fetch(&self, namespace: &str, name: &str) -> Result<Data, Unusable> {
+        let secret = Api::<Secret>::namespaced(self.client.clone(), namespace)
+            .get(name)
+            .await
+            .map_err(|e| match e {
+                kube::Error::Api(s) if s.code == 404 => {
+                    Unusable::new("SecretNotFound", format!("Secret {namespace}/{name} not found"))
                 }
-                if let Some(type_) = secret.type_ {
-                    data.insert(TYPE_KEY.to_owned(), type_.into_bytes());
-                }
-                Ok(data)
-            }
-            Kind::ConfigMap => {
-                let map = Api::<ConfigMap>::namespaced(self.client.clone(), namespace)
-                    .get(name)
-                    .await
-                    .map_err(trouble)?;
-                let mut data: Data = map
-                    .data
-                    .unwrap_or_default()
-                    .into_iter()
-                    .map(|(k, v)| (k, v.into_bytes()))
-                    .collect();
-                data.extend(map.binary_data.unwrap_or_default().into_iter().map(|(k, v)| (k, v.0)));
-                Ok(data)
-            }
+                kube::Error::Api(s) if s.code == 403 => Unusable::new(
+                    "Forbidden",
+                    format!("the operator may not get Secret {namespace}/{name}"),
+                ),
+                e => Unusable::new("Unreachable", format!("reading Secret {namespace}/{name}: {e}")),
+            })?;
+        let mut data: Data = secret
+            .data
+            .unwrap_or_default()
+            .into_iter()
+            .map(|(k, v)| (k, v.0))
+            .collect();
+        for (k, v) in secret.string_data.unwrap_or_default() {
+            data.insert(k, v.into_bytes());
         }
+        if let Some(type_) = secret.type_ {
+            data.insert(TYPE_KEY.to_owned(), type_.into_bytes());
+        }
+        Ok(data)
     }
 }
 
 /// Where [`Secrets::secret`] puts a Secret's `type` (no data key can hold a
 /// space).
 pub const TYPE_KEY: &str = " type";
-
-fn value(data: &Data, what: &str, key: &KeyRef) -> Result<Vec<u8>, Unusable> {
-    data.get(&key.key)
-        .cloned()
-        .ok_or_else(|| Unusable::new("KeyNotFound", format!("{what} {} has no key {:?}", key.name, key.key)))
-}
