@@ -1,9 +1,10 @@
 //! The reference for `make bench`: how fast a tight client can record first
 //! attempts of PendingJobs on this API server, with the very write the
-//! operator makes: a server-side apply of the whole `.status` that
-//! [`lifecycle::record`] gives for a delivered first attempt, fenced by the
-//! listed resourceVersion, `CONCURRENCY` at once. It makes no call and keeps
-//! no watch: what it measures is the API server's rate for that write.
+//! operator makes ([`fence::apply_status`]): a server-side apply of the whole
+//! `.status` that [`lifecycle::record`] gives for a delivered first attempt,
+//! fenced by the listed resourceVersion, answered with metadata only,
+//! `CONCURRENCY` at once. It makes no call and keeps no watch: what it
+//! measures is the API server's rate for that write.
 //!
 //! Usage: `cargo run --release --example status_patch_rate -- NAMESPACE [CONCURRENCY]`
 //! Prints `status writes: N in S s: R/s`. Run it on jobs no one has written
@@ -13,10 +14,10 @@ use std::time::Instant;
 
 use futures::StreamExt;
 use jiff::Timestamp;
-use kube::api::{ListParams, Patch, PatchParams};
-use kube::{Api, Client, Resource, ResourceExt};
+use kube::api::ListParams;
+use kube::{Api, Client, ResourceExt};
 use pendingjob_operator::crd::{PendingJob, PendingJobStatus, RetryPolicy};
-use pendingjob_operator::fence::FIELD_MANAGER;
+use pendingjob_operator::fence;
 use pendingjob_operator::lifecycle::{self, Attempt, Outcome};
 
 #[tokio::main]
@@ -41,7 +42,6 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             )
         })
         .collect();
-    let params = PatchParams::apply(FIELD_MANAGER).force();
     let policy = RetryPolicy::default();
     let started = Instant::now();
     let written = futures::stream::iter(jobs.iter())
@@ -59,14 +59,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                 &attempt,
                 &Outcome::Delivered { code: 200 },
             );
-            let patch = serde_json::json!({
-                "apiVersion": PendingJob::api_version(&()),
-                "kind": PendingJob::kind(&()),
-                "metadata": {"name": name, "resourceVersion": resource_version},
-                "status": status,
-            });
-            let (api, params) = (api.clone(), params.clone());
-            async move { api.patch_status(name, &params, &Patch::Apply(&patch)).await.is_ok() }
+            let api = api.clone();
+            async move { fence::apply_status(&api, name, &status, resource_version).await.is_ok() }
         })
         .buffer_unordered(concurrency)
         .filter(|ok| std::future::ready(*ok))

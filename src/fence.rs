@@ -11,6 +11,7 @@
 //! else advanced, which wins.
 
 use kube::api::{Patch, PatchParams};
+use kube::core::{PartialObjectMeta, Request};
 use kube::{Api, Resource, ResourceExt};
 
 use crate::crd::{PendingJob, PendingJobStatus};
@@ -115,7 +116,7 @@ pub async fn write(
 ) -> Result<(Landed, Option<String>), WriteError> {
     let mut resource_version = owed.resource_version.clone();
     for _ in 0..MAX_REBASES {
-        match apply_status(api, name, owed, &resource_version).await {
+        match apply_status(api, name, &owed.next, &resource_version).await {
             Ok(written) => return Ok((Landed::Recorded, written)),
             Err(kube::Error::Api(e)) if e.code == 404 => return Ok((Landed::Gone, None)),
             Err(kube::Error::Api(e)) if e.code == 409 => {}
@@ -139,22 +140,39 @@ pub async fn write(
 /// the object is still at that version. A resourceVersion is an etcd revision,
 /// never reused, so an object recreated under the same name never matches.
 /// (A uid in an apply body is not checked, so none is sent.)
-async fn apply_status(
+///
+/// The API server answers with the object's metadata only
+/// (`as=PartialObjectMetadata`): the new resourceVersion is all the operator
+/// needs from the answer, and neither side then encodes or decodes the payload.
+/// Returns the resourceVersion the write gave the job.
+pub async fn apply_status(
     api: &Api<PendingJob>,
     name: &str,
-    owed: &Unrecorded,
+    status: &PendingJobStatus,
     resource_version: &str,
 ) -> Result<Option<String>, kube::Error> {
     let patch = serde_json::json!({
         "apiVersion": PendingJob::api_version(&()),
         "kind": PendingJob::kind(&()),
         "metadata": {"name": name, "resourceVersion": resource_version},
-        "status": owed.next,
+        "status": status,
     });
-    api.patch_status(name, &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(&patch))
+    let params = PatchParams::apply(FIELD_MANAGER).force();
+    let mut request = Request::new(api.resource_url())
+        .patch_subresource("status", name, &params, &Patch::Apply(&patch))
+        .map_err(kube::Error::BuildRequest)?;
+    request.headers_mut().insert(reqwest::header::ACCEPT, METADATA_ONLY);
+    request.extensions_mut().insert("patch_status");
+    let client = api.clone().into_client();
+    client
+        .request::<PartialObjectMeta<PendingJob>>(request)
         .await
-        .map(|job| job.resource_version())
+        .map(|written| written.resource_version())
 }
+
+/// Asks the API server to answer a write with the object's metadata only.
+const METADATA_ONLY: reqwest::header::HeaderValue =
+    reqwest::header::HeaderValue::from_static("application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1");
 
 #[cfg(test)]
 mod tests {
