@@ -10,6 +10,15 @@
 //! - [`slots`] - how many calls may be in flight, in all and per target.
 //! - [`attempt`] - one attempt in a task of its own: slot, fresh read, call, fenced write.
 //! - [`cache`] - what the controller's cache keeps of a job.
+//! - [`payloads`] - request bodies of unfinished jobs, kept within a byte budget.
+//! - [`listing`] - how the cache fills at start: a streaming or a paged list.
+//! - [`destination`] - the Destination resource: a target's base URL, auth and limits.
+//! - [`destinations`] - the Destination controller: Ready condition and circuit status.
+//! - [`route`] - a job's request as its Destination shapes it (URL, headers, auth).
+//! - [`secrets`] - Secret reads for credentials, cached briefly, never logged.
+//! - [`pacing`] - per-Destination rate limits.
+//! - [`breaker`] - the per-Destination circuit breaker; pure.
+//! - [`egress`] - addresses the operator never connects to.
 //! - [`events`] - one Event per change of phase.
 //! - [`controller`] - the reconciler: decide, and hand due attempts to their tasks.
 //! - [`leader`] - who may dispatch: leadership terms, bounded by a renew deadline.
@@ -37,6 +46,7 @@ pub mod fence;
 pub mod freshness;
 pub mod leader;
 pub mod lifecycle;
+pub mod listing;
 pub mod metrics;
 pub mod mock_api2;
 pub mod operator;

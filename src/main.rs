@@ -12,6 +12,7 @@ use pendingjob_operator::crd;
 use pendingjob_operator::dispatch::Dispatcher;
 use pendingjob_operator::egress::{self, EgressPolicy};
 use pendingjob_operator::elector::LeaseSettings;
+use pendingjob_operator::listing::InitialList;
 use pendingjob_operator::operator::{self, Clients, Settings};
 use pendingjob_operator::telemetry::{self, LogFormat};
 use tokio::sync::{oneshot, watch};
@@ -60,6 +61,10 @@ struct RunArgs {
     /// make; a job whose payload does not fit is read before its call.
     #[arg(long, default_value_t = 32)]
     payload_cache_mib: usize,
+    /// How the cache is filled at start: a paged list, or a streaming list
+    /// (Kubernetes 1.32 and later, with the `WatchList` feature gate on).
+    #[arg(long, value_enum, default_value_t)]
+    initial_list: InitialList,
     /// Log format.
     #[arg(long, value_enum, default_value_t)]
     log_format: LogFormat,
@@ -225,6 +230,7 @@ async fn run(args: RunArgs) -> ExitCode {
         lease,
         identity,
         payload_cache_bytes: args.payload_cache_mib.saturating_mul(1 << 20),
+        initial_list: args.initial_list,
     };
     operator::run(clients, dispatcher, settings, admin, shutdown_on_signal()).await;
     let _ = stop_admin.send(());

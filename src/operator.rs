@@ -22,6 +22,7 @@ use crate::destinations;
 use crate::dispatch::Dispatcher;
 use crate::elector::LeaseSettings;
 use crate::leader::{Election, Tenure};
+use crate::listing::InitialList;
 use crate::metrics::Metrics;
 use crate::payloads::Payloads;
 use crate::slots::Slots;
@@ -41,10 +42,6 @@ pub const LEASE_RELEASE_TIMEOUT: Duration = Duration::from_secs(5);
 /// been silent that long (plus 5 s), so a connection that died without a word
 /// (a partition) delays new events by about a minute, not kube's default 5.
 const WATCH_TIMEOUT_SECONDS: u32 = 60;
-/// Jobs per page of the initial list: a page is parsed whole, payloads and
-/// all, before the cache slims it, so small pages keep the start-up peak low
-/// (100 jobs of 64 KiB: 6.4 MB).
-const LIST_PAGE_SIZE: u32 = 100;
 /// Idle time after which any read on the watch client fails: above the
 /// watcher's own idle timeout.
 const WATCH_READ_TIMEOUT: Duration = Duration::from_secs(70);
@@ -54,6 +51,7 @@ const WATCH_READ_TIMEOUT: Duration = Duration::from_secs(70);
 fn watch_destinations(
     client: &Client,
     namespace: Option<&str>,
+    initial_list: InitialList,
 ) -> (
     Store<Destination>,
     impl Stream<Item = Result<Destination, watcher::Error>> + Send + 'static,
@@ -63,7 +61,7 @@ fn watch_destinations(
         None => Api::all(client.clone()),
     };
     let (store, writer) = reflector::store();
-    let config = watcher::Config::default().timeout(WATCH_TIMEOUT_SECONDS);
+    let config = initial_list.apply(watcher::Config::default().timeout(WATCH_TIMEOUT_SECONDS));
     let watch = watcher(api, config).default_backoff().reflect(writer).applied_objects();
     (store, watch)
 }
@@ -123,6 +121,8 @@ pub struct Settings {
     pub identity: String,
     /// Most bytes of payloads kept in memory (see [`crate::payloads`]).
     pub payload_cache_bytes: usize,
+    /// How the caches are filled when their watches start.
+    pub initial_list: InitialList,
 }
 
 /// Runs the controller until `shutdown` turns true; then lets in-flight
@@ -145,6 +145,7 @@ pub async fn run(
     if !wait_for_api(&jobs(&clients.requests), shutdown.clone()).await {
         return;
     }
+    let initial_list = settings.initial_list;
     let election = match &settings.lease {
         Some(lease) => Election::join(clients.requests.clone(), lease.clone()),
         None => Election::none(),
@@ -154,6 +155,7 @@ pub async fn run(
         namespace = ?settings.namespace,
         calls = settings.max_concurrent_dispatches,
         calls_per_target = settings.max_concurrent_per_target,
+        %initial_list,
         "controller starting"
     );
 
@@ -163,7 +165,8 @@ pub async fn run(
     );
     let (store, writer) = reflector::store();
     let payloads = Arc::new(Payloads::new(settings.payload_cache_bytes));
-    let (destinations, destination_events) = watch_destinations(&clients.watch, settings.namespace.as_deref());
+    let (destinations, destination_events) =
+        watch_destinations(&clients.watch, settings.namespace.as_deref(), initial_list);
     let (circuit_changes, changed_circuits) = tokio::sync::mpsc::unbounded_channel();
     let cache = JobCache {
         store: store.clone(),
@@ -186,9 +189,7 @@ pub async fn run(
     tokio::spawn(follow_leadership(leadership.subscribe(), admin.metrics.clone()));
     // Reconciles only decide and start tasks; they never wait on a target.
     let config = controller::Config::default().concurrency(RECONCILE_CONCURRENCY);
-    let watch = watcher::Config::default()
-        .timeout(WATCH_TIMEOUT_SECONDS)
-        .page_size(LIST_PAGE_SIZE);
+    let watch = initial_list.apply(watcher::Config::default().timeout(WATCH_TIMEOUT_SECONDS));
     let jobs = watcher(api, watch)
         .default_backoff()
         .map_ok(move |event| payloads.observe(event))

@@ -84,3 +84,40 @@ async fn a_hanging_target_holds_only_its_share_of_the_calls() {
         "the hanging target got exactly its share of calls, no more"
     );
 }
+
+/// Jobs that exist before the operator starts reach it through the initial
+/// list, streamed or paged alike: each is called once and Succeeds, and the
+/// log says which list filled the cache.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn jobs_created_before_start_are_delivered_with_either_initial_list() {
+    for strategy in ["stream", "paged"] {
+        let env = setup(&format!("list-{strategy}")).await;
+        let api2 = MockApi2::start(&[]);
+        // More than one page of the paged list (100 jobs).
+        apply_many(&env.namespace, "early", &api2.simulate_url(), 120);
+        let operator = Operator::start(&env.namespace, &["--initial-list", strategy]);
+        let api = env.api::<PendingJob>();
+        wait_until(&format!("120 jobs to succeed ({strategy} list)"), SOON, || async {
+            let jobs = api.list(&Default::default()).await.expect("list");
+            let done = jobs
+                .items
+                .iter()
+                .filter(|j| {
+                    j.status
+                        .as_ref()
+                        .is_some_and(|s| s.phase == Phase::Succeeded && s.attempts == 1)
+                })
+                .count();
+            (done == 120).then_some(())
+        })
+        .await;
+        let stats = api2.stats().await;
+        assert_eq!(stats.total_requests, 120, "one call per job ({strategy})");
+        assert_eq!(stats.unique_keys, 120, "every job called ({strategy})");
+        assert!(
+            operator.log_text().contains(&format!("initial_list={strategy}")),
+            "the log names the {strategy} list"
+        );
+        operator.kill();
+    }
+}
