@@ -2,9 +2,12 @@
 
 use std::io::Write;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Parser;
+use pendingjob_operator::mock_api2::auth::{OAuth2Client, Required};
+use pendingjob_operator::mock_api2::tls::{self, TlsListener};
 use pendingjob_operator::mock_api2::{Api2, Knobs};
 use pendingjob_operator::telemetry::{self, LogFormat};
 
@@ -33,9 +36,59 @@ struct Args {
     /// Flap: alternate windows of MS milliseconds, healthy then failing.
     #[arg(long, default_value_t = 0, value_name = "MS")]
     flap_ms: u64,
+    /// Serve HTTPS with this PEM certificate chain (needs --tls-key).
+    #[arg(long, requires = "tls_key", value_name = "FILE")]
+    tls_cert: Option<PathBuf>,
+    /// The PEM private key of --tls-cert.
+    #[arg(long, requires = "tls_cert", value_name = "FILE")]
+    tls_key: Option<PathBuf>,
+    /// Require client certificates that chain to this PEM CA (mTLS).
+    #[arg(long, requires = "tls_cert", value_name = "FILE")]
+    client_ca: Option<PathBuf>,
+    /// Answer 401 to calls without `Authorization: Bearer TOKEN`.
+    #[arg(long, value_name = "TOKEN", group = "credential")]
+    bearer_token: Option<String>,
+    /// Answer 401 to calls without these basic-auth credentials.
+    #[arg(long, value_name = "USER:PASSWORD", group = "credential")]
+    basic_auth: Option<String>,
+    /// Issue OAuth2 tokens to this client at /oauth2/token, and answer 401
+    /// to calls without a valid one.
+    #[arg(long, value_name = "ID:SECRET", group = "credential")]
+    oauth2_client: Option<String>,
+    /// Lifetime of the OAuth2 tokens issued.
+    #[arg(long, default_value_t = 3600, value_name = "SECONDS")]
+    oauth2_token_seconds: u64,
     /// Log format.
     #[arg(long, value_enum, default_value_t)]
     log_format: LogFormat,
+}
+
+impl Args {
+    /// The credential calls must carry.
+    fn required(&self) -> Result<Required, String> {
+        let pair = |flag: &str, value: &str| {
+            value
+                .split_once(':')
+                .map(|(a, b)| (a.to_owned(), b.to_owned()))
+                .ok_or_else(|| format!("--{flag} takes A:B"))
+        };
+        Ok(match (&self.bearer_token, &self.basic_auth, &self.oauth2_client) {
+            (Some(token), _, _) => Required::Bearer(token.clone()),
+            (_, Some(basic), _) => {
+                let (username, password) = pair("basic-auth", basic)?;
+                Required::Basic { username, password }
+            }
+            (_, _, Some(client)) => {
+                let (id, secret) = pair("oauth2-client", client)?;
+                Required::OAuth2(OAuth2Client {
+                    id,
+                    secret,
+                    token_seconds: self.oauth2_token_seconds,
+                })
+            }
+            _ => Required::Nothing,
+        })
+    }
 }
 
 #[tokio::main]
@@ -50,26 +103,46 @@ async fn main() -> ExitCode {
         latency_ms: args.latency_ms,
         flap_ms: args.flap_ms,
     };
+    let fail = |message: String| {
+        eprintln!("mock-api2: {message}");
+        ExitCode::FAILURE
+    };
+    let required = match args.required() {
+        Ok(required) => required,
+        Err(message) => return fail(message),
+    };
+    let tls = match (&args.tls_cert, &args.tls_key) {
+        (Some(cert), Some(key)) => match tls::server_config(cert, key, args.client_ca.as_deref()) {
+            Ok(config) => Some(config),
+            Err(e) => return fail(e.to_string()),
+        },
+        _ => None,
+    };
     let listener = match tokio::net::TcpListener::bind(args.listen).await {
         Ok(listener) => listener,
-        Err(e) => {
-            eprintln!("mock-api2: cannot listen on {}: {e}", args.listen);
-            return ExitCode::FAILURE;
-        }
+        Err(e) => return fail(format!("cannot listen on {}: {e}", args.listen)),
     };
     let addr = listener.local_addr().unwrap_or(args.listen);
+    let scheme = if tls.is_some() { "https" } else { "http" };
     // The first stdout line tells scripts and tests the port that was picked.
-    println!("mock-api2 listening on http://{addr} (fail={})", knobs.fail);
+    println!("mock-api2 listening on {scheme}://{addr} (fail={})", knobs.fail);
     let _ = std::io::stdout().flush();
-    match axum::serve(listener, Api2::new(knobs).router())
-        .with_graceful_shutdown(shutdown_signal())
-        .await
-    {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("mock-api2: {e}");
-            ExitCode::FAILURE
+    let router = Api2::requiring(knobs, required).router();
+    let served = match tls {
+        Some(config) => {
+            axum::serve(TlsListener::new(listener, config), router)
+                .with_graceful_shutdown(shutdown_signal())
+                .await
         }
+        None => {
+            axum::serve(listener, router)
+                .with_graceful_shutdown(shutdown_signal())
+                .await
+        }
+    };
+    match served {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => fail(e.to_string()),
     }
 }
 

@@ -8,8 +8,15 @@
 //!   key, and the last requests with their arrival times.
 //! - `GET|PUT /api2/config`: read or change the knobs (fail, failFirst,
 //!   failStatus, retryAfterSeconds, latencyMs, flapMs); `PUT` takes any subset.
+//! - `POST /oauth2/token`, `POST /oauth2/revoke`: an OAuth2 token endpoint,
+//!   when the server requires OAuth2 tokens (see [`auth`]).
 //!
-//! Every request to `/api2/simulate` is counted, whatever the answer.
+//! Every request to `/api2/simulate` is counted, whatever the answer; one
+//! without the credential the server requires ([`auth::Required`]) is
+//! answered 401. HTTPS and mTLS are in [`tls`].
+
+pub mod auth;
+pub mod tls;
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -24,6 +31,7 @@ use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 
 use crate::dispatch::IDEMPOTENCY_KEY;
+use auth::{Issued, Required};
 
 /// Largest request body `/api2/simulate` reads; a larger one is answered 413.
 /// Eight times the largest payload a PendingJob may carry.
@@ -101,11 +109,17 @@ pub struct Stats {
     pub max_in_flight: u64,
     /// The most recent requests, oldest first.
     pub requests: VecDeque<Received>,
+    /// Requests answered 401 for lack of the required credential.
+    pub unauthorized: u64,
+    /// OAuth2 tokens issued by `/oauth2/token`.
+    pub tokens_issued: u64,
 }
 
 #[derive(Debug, Default)]
 struct Inner {
     knobs: Knobs,
+    required: Required,
+    issued: Issued,
     stats: Stats,
     in_flight: u64,
     /// Start-up time, ms since the epoch: where flap windows count from.
@@ -138,11 +152,19 @@ pub struct Api2 {
 }
 
 impl Api2 {
-    /// A server starting with `knobs`.
+    /// A server starting with `knobs`, open to anyone.
     pub fn new(knobs: Knobs) -> Self {
+        Self::requiring(knobs, Required::Nothing)
+    }
+
+    /// A server starting with `knobs` that answers 401 to calls without
+    /// the `required` credential.
+    pub fn requiring(knobs: Knobs, required: Required) -> Self {
         Self {
             inner: Arc::new(Mutex::new(Inner {
                 knobs,
+                required,
+                issued: Issued::default(),
                 stats: Stats::default(),
                 in_flight: 0,
                 started_ms: jiff::Timestamp::now().as_millisecond(),
@@ -161,6 +183,8 @@ impl Api2 {
             .route("/api2/toggle", post(toggle))
             .route("/api2/stats", get(stats))
             .route("/api2/config", get(config).put(update_config))
+            .route("/oauth2/token", post(issue_token))
+            .route("/oauth2/revoke", post(revoke_tokens))
             .with_state(self)
     }
 }
@@ -171,21 +195,25 @@ async fn simulate(State(api): State<Api2>, headers: HeaderMap, body: Body) -> Re
         .get(IDEMPOTENCY_KEY)
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned);
+    let authorization = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
     let at_ms = jiff::Timestamp::now().as_millisecond();
     // Read the whole body before answering: an answer sent while the client
     // is still sending makes it see a broken pipe instead of the answer.
     let too_large = axum::body::to_bytes(body, MAX_BODY_BYTES).await.is_err();
-    let (knobs, failing) = api.with(|inner| {
+    let (knobs, failing, authorized) = api.with(|inner| {
+        let authorized = auth::allows(&inner.required, &inner.issued, authorization, at_ms);
         let failing = inner.knobs.fail
             || inner.knobs.fail_first > 0
             || in_failing_window(inner.knobs.flap_ms, at_ms - inner.started_ms);
         inner.knobs.fail_first = inner.knobs.fail_first.saturating_sub(1);
-        let status = match (too_large, failing) {
-            (true, _) => StatusCode::PAYLOAD_TOO_LARGE.as_u16(),
-            (false, true) => inner.knobs.fail_status,
-            (false, false) => 200,
+        let status = match (authorized, too_large, failing) {
+            (false, _, _) => StatusCode::UNAUTHORIZED.as_u16(),
+            (true, true, _) => StatusCode::PAYLOAD_TOO_LARGE.as_u16(),
+            (true, false, true) => inner.knobs.fail_status,
+            (true, false, false) => 200,
         };
         let stats = &mut inner.stats;
+        stats.unauthorized += u64::from(!authorized);
         stats.total_requests += 1;
         if let Some(key) = &key {
             *stats.per_key.entry(key.clone()).or_default() += 1;
@@ -195,10 +223,13 @@ async fn simulate(State(api): State<Api2>, headers: HeaderMap, body: Body) -> Re
             stats.requests.pop_front();
         }
         stats.requests.push_back(Received { key, at_ms, status });
-        (inner.knobs.clone(), failing)
+        (inner.knobs.clone(), failing, authorized)
     });
     if knobs.latency_ms > 0 {
         tokio::time::sleep(Duration::from_millis(knobs.latency_ms)).await;
+    }
+    if !authorized {
+        return (StatusCode::UNAUTHORIZED, "API 2 requires credentials").into_response();
     }
     if too_large {
         let message = format!("request body unreadable or over {MAX_BODY_BYTES} bytes");
@@ -220,6 +251,38 @@ async fn simulate(State(api): State<Api2>, headers: HeaderMap, body: Body) -> Re
 /// True in the odd (failing) windows of a flap of `flap_ms`; never when 0.
 fn in_failing_window(flap_ms: u64, elapsed_ms: i64) -> bool {
     flap_ms > 0 && (elapsed_ms.max(0).unsigned_abs() / flap_ms) % 2 == 1
+}
+
+/// The client-credentials grant: a token for the known client, 401 for
+/// anyone else, 404 when the server does not use OAuth2.
+async fn issue_token(State(api): State<Api2>, headers: HeaderMap, body: String) -> Response {
+    let authorization = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
+    let grant = body.split('&').any(|pair| pair == "grant_type=client_credentials");
+    let now_ms = jiff::Timestamp::now().as_millisecond();
+    api.with(|inner| {
+        let Required::OAuth2(client) = &inner.required else {
+            return StatusCode::NOT_FOUND.into_response();
+        };
+        if !grant {
+            let error = serde_json::json!({"error": "unsupported_grant_type"});
+            return (StatusCode::BAD_REQUEST, Json(error)).into_response();
+        }
+        let token = inner.issued.issue(client, authorization, now_ms);
+        inner.stats.tokens_issued = inner.issued.count();
+        match token {
+            Some(token) => Json(token).into_response(),
+            None => (
+                StatusCode::UNAUTHORIZED,
+                Json(serde_json::json!({"error": "invalid_client"})),
+            )
+                .into_response(),
+        }
+    })
+}
+
+async fn revoke_tokens(State(api): State<Api2>) -> StatusCode {
+    api.with(|inner| inner.issued.revoke_all());
+    StatusCode::NO_CONTENT
 }
 
 async fn toggle(State(api): State<Api2>) -> Json<serde_json::Value> {
