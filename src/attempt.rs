@@ -26,6 +26,7 @@ use crate::fence::{self, JobKey, Landed, Unrecorded};
 use crate::leader::Term;
 use crate::lifecycle::{self, Attempt};
 use crate::metrics::DropReason;
+use crate::oauth2;
 use crate::route::{self, Route, Wait};
 use crate::slots::Slot;
 
@@ -108,7 +109,7 @@ async fn wait_for_route(ctx: &Context, key: &JobKey, uid: &str, term: Term) -> O
         if not_now(key, &job.status.clone().unwrap_or_default()).is_some() {
             return None;
         }
-        let routed = route::route(&job, &ctx.cache.destinations, &ctx.secrets)
+        let routed = route::route(&job, &ctx.cache.destinations, ctx.access())
             .await
             .and_then(|route| match &route.breaker {
                 Some((settings, destination)) if ctx.breakers.blocked(&route.limit_key, *settings) => {
@@ -195,6 +196,13 @@ async fn call(
         }
     };
     let finished = Timestamp::now();
+    let outcome = match &route.oauth2 {
+        Some(token) if outcome.code() == Some(401) => {
+            ctx.tokens.forget(&route.limit_key, &token.header).await;
+            oauth2::after_refusal(outcome, token.fresh)
+        }
+        _ => outcome,
+    };
     if let Some((settings, destination)) = &route.breaker {
         let failed = matches!(outcome, lifecycle::Outcome::Retryable { .. });
         if let Some(circuit) = ctx.breakers.record(&route.limit_key, failed, *settings) {

@@ -34,7 +34,9 @@ use crate::freshness::Freshness;
 use crate::leader::{Leadership, Term};
 use crate::lifecycle::{self, Decision};
 use crate::metrics::Metrics;
+use crate::oauth2::Tokens;
 use crate::pacing::Pacing;
+use crate::route::Access;
 use crate::secrets::Secrets;
 use crate::slots::Slots;
 
@@ -71,6 +73,7 @@ pub struct Context {
     pub(crate) freshness: Freshness,
     pub(crate) cache: JobCache,
     pub(crate) secrets: Secrets,
+    pub(crate) tokens: Tokens,
     pub(crate) pacing: Pacing,
     pub(crate) breakers: Breakers,
     circuit_changes: UnboundedSender<ObjectRef<Destination>>,
@@ -108,6 +111,7 @@ impl Context {
         Self {
             recorder: Recorder::new(client.clone(), reporter),
             secrets: Secrets::new(client.clone()),
+            tokens: Tokens::default(),
             pacing: Pacing::default(),
             breakers: Breakers::default(),
             circuit_changes,
@@ -139,6 +143,15 @@ impl Context {
 
     pub(crate) fn api(&self, namespace: &str) -> Api<PendingJob> {
         Api::namespaced(self.client.clone(), namespace)
+    }
+
+    /// What routing reads credentials with.
+    pub(crate) fn access(&self) -> Access<'_> {
+        Access {
+            secrets: &self.secrets,
+            tokens: &self.tokens,
+            dispatcher: &self.dispatcher,
+        }
     }
 
     /// Has `destination`'s status show its circuit's new state.

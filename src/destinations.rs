@@ -44,16 +44,14 @@ pub async fn reconcile(destination: Arc<Destination>, ctx: Arc<Context>) -> Resu
         return Ok(Action::await_change());
     }
     let namespace = destination.namespace().unwrap_or_default();
-    let verdict = route::headers(&destination.spec, &namespace, &ctx.secrets).await;
+    let key = route::destination_key(&namespace, &destination.name_any());
+    let verdict = route::prepare(&destination.spec, &namespace, &key, ctx.access()).await;
     let (ready, reason, message) = match &verdict {
         Ok(_) => (true, "Ready", "every Secret and ConfigMap it needs is there".to_owned()),
         Err(unusable) => (false, unusable.reason, unusable.message.clone()),
     };
     let status = destination.status.clone().unwrap_or_default();
-    let circuit = destination.spec.circuit_breaker.map(|_| {
-        ctx.breakers
-            .circuit(&route::destination_key(&namespace, &destination.name_any()))
-    });
+    let circuit = destination.spec.circuit_breaker.map(|_| ctx.breakers.circuit(&key));
     let current = status.conditions.iter().find(|c| c.type_ == READY);
     let unchanged = current
         .is_some_and(|c| (c.status == "True") == ready && c.reason == reason && c.message == message)

@@ -3,8 +3,9 @@
 //! The target's failures are outcomes, not errors: they end up in the job's
 //! status. [`classify_response`] is the pure part and is table-tested.
 
+use std::collections::HashMap;
 use std::error::Error as _;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -16,6 +17,7 @@ use crate::crd::{MAX_ERROR_BYTES, Method, Target};
 use crate::egress::{self, EgressPolicy};
 use crate::lifecycle::Outcome;
 use crate::route::Route;
+use crate::tls::TlsMaterial;
 
 /// Header carrying the job's UID, so the target can drop duplicate deliveries.
 pub const IDEMPOTENCY_KEY: &str = "Idempotency-Key";
@@ -31,11 +33,15 @@ const BODY_SNIPPET_BYTES: usize = 200;
 #[error("building the HTTP client: {0}")]
 pub struct ClientError(#[from] reqwest::Error);
 
-/// Sends jobs' calls. Cheap to clone; shares one connection pool.
+/// Sends jobs' calls. Cheap to clone; shares one connection pool, plus one
+/// per destination with TLS settings of its own.
 #[derive(Clone, Debug)]
 pub struct Dispatcher {
     client: Client,
     egress: Arc<EgressPolicy>,
+    /// Clients of destinations with their own TLS, by destination, with the
+    /// material each was built from.
+    with_tls: Arc<Mutex<HashMap<String, (TlsMaterial, Client)>>>,
 }
 
 impl Dispatcher {
@@ -47,15 +53,54 @@ impl Dispatcher {
     /// environment, which would connect on its behalf, unchecked.
     pub fn new(egress: EgressPolicy) -> Result<Self, ClientError> {
         let egress = Arc::new(egress);
-        let client = Client::builder()
-            .user_agent(concat!("pendingjob-operator/", env!("CARGO_PKG_VERSION")))
-            .redirect(reqwest::redirect::Policy::none())
-            .connect_timeout(CONNECT_TIMEOUT)
-            .tcp_keepalive(TCP_KEEPALIVE)
-            .no_proxy()
-            .dns_resolver(egress.resolver())
-            .build()?;
-        Ok(Self { client, egress })
+        let client = builder(&egress).build()?;
+        Ok(Self {
+            client,
+            egress,
+            with_tls: Arc::default(),
+        })
+    }
+
+    /// The client for destination `key` with TLS `material`: built like the
+    /// shared one, trusting only the material's CA when it has one, and
+    /// presenting its client certificate. Kept until the material changes.
+    /// The error says what is wrong without a byte of the material.
+    pub fn client_with(&self, key: &str, material: &TlsMaterial) -> Result<Client, String> {
+        let mut built = self.with_tls.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some((from, client)) = built.get(key)
+            && from == material
+        {
+            return Ok(client.clone());
+        }
+        let mut builder = builder(&self.egress);
+        if let Some(ca) = &material.ca {
+            let roots = reqwest::Certificate::from_pem_bundle(ca)
+                .ok()
+                .filter(|roots| !roots.is_empty())
+                .ok_or("the CA bundle holds no PEM certificate")?;
+            builder = builder.tls_certs_only(roots);
+        }
+        if let Some(identity) = &material.identity {
+            let identity = reqwest::Identity::from_pem(identity)
+                .map_err(|_| "the client certificate or key is not valid PEM".to_owned())?;
+            builder = builder.identity(identity);
+        }
+        let client = builder
+            .build()
+            .map_err(|e| format!("the TLS settings cannot be used: {}", describe(&e)))?;
+        built.insert(key.to_owned(), (material.clone(), client.clone()));
+        Ok(client)
+    }
+
+    /// The shared client, for calls of the operator's own (OAuth2 tokens).
+    pub fn shared(&self) -> &Client {
+        &self.client
+    }
+
+    /// Refuses `url` when the egress policy denies its address literal; a
+    /// hostname is checked on its resolved addresses when connecting.
+    pub fn check_url(&self, url: &reqwest::Url) -> Result<(), String> {
+        self.egress.check_url(url).map_err(|denied| denied.to_string())
     }
 
     /// Makes one attempt of a job: a call along `route`, with `target`'s
@@ -66,7 +111,8 @@ impl Dispatcher {
             Ok(request) => request,
             Err(error) => return Outcome::Rejected { code: None, error },
         };
-        let response = match self.client.execute(request).await {
+        let client = route.client.as_ref().unwrap_or(&self.client);
+        let response = match client.execute(request).await {
             Ok(response) => response,
             // Refused before connecting: no call was made, and none ever will be.
             Err(e) if egress::denied_in(&e).is_some() => {
@@ -123,13 +169,24 @@ impl Dispatcher {
         // The destination's headers (credentials among them) win over the job's.
         headers.extend(route.headers.clone());
         let url = reqwest::Url::parse(&route.url).map_err(|e| format!("URL {:?}: {e}", route.url))?;
-        self.egress.check_url(&url).map_err(|denied| denied.to_string())?;
+        self.check_url(&url)?;
         let mut builder = self.client.request(method, url).headers(headers).timeout(timeout);
         if let Some(body) = body {
             builder = builder.header(CONTENT_TYPE, "application/json").body(body);
         }
         builder.build().map_err(|e| describe(&e))
     }
+}
+
+/// How every client of the operator's calls is built (see [`Dispatcher::new`]).
+fn builder(egress: &Arc<EgressPolicy>) -> reqwest::ClientBuilder {
+    Client::builder()
+        .user_agent(concat!("pendingjob-operator/", env!("CARGO_PKG_VERSION")))
+        .redirect(reqwest::redirect::Policy::none())
+        .connect_timeout(CONNECT_TIMEOUT)
+        .tcp_keepalive(TCP_KEEPALIVE)
+        .no_proxy()
+        .dns_resolver(egress.resolver())
 }
 
 /// The request body of a job with `payload`: the payload's JSON.
@@ -181,7 +238,7 @@ pub fn parse_retry_after(value: &str, now: Timestamp) -> Option<Duration> {
 
 /// The error and its causes on one line, e.g. "error sending request: client
 /// error (Connect): tcp connect error: Connection refused (os error 111)".
-fn describe(error: &reqwest::Error) -> String {
+pub(crate) fn describe(error: &reqwest::Error) -> String {
     let mut text = if error.is_timeout() {
         "timed out: ".to_owned()
     } else {

@@ -66,6 +66,16 @@ pub enum Outcome {
     },
 }
 
+impl Outcome {
+    /// The HTTP status code of the response, when one came back.
+    pub fn code(&self) -> Option<u16> {
+        match self {
+            Self::Delivered { code } => Some(*code),
+            Self::Retryable { code, .. } | Self::Rejected { code, .. } => *code,
+        }
+    }
+}
+
 /// Everything [`record`] needs to know about the attempt besides its outcome.
 #[derive(Clone, Copy, Debug)]
 pub struct Attempt<'a> {

@@ -3,9 +3,10 @@
 //!
 //! A job with `target.url` is called there. A job with `destinationRef` is
 //! called at its Destination's URL plus `target.path`, with the
-//! Destination's headers and auth, whose Secret values are read through
-//! [`Secrets`]. While its Destination is missing, suspended or not usable
-//! (a Secret missing or malformed), the job waits: no call, no attempt
+//! Destination's headers, auth and TLS, whose Secret values are read through
+//! [`Secrets`] and whose OAuth2 tokens come from [`Tokens`]. While its
+//! Destination is missing, suspended or not usable (a Secret missing or
+//! malformed, no token to be had), the job waits: no call, no attempt
 //! spent, no write.
 
 use base64::Engine as _;
@@ -14,8 +15,22 @@ use reqwest::header::{AUTHORIZATION, HeaderMap, HeaderName, HeaderValue};
 
 use crate::crd::PendingJob;
 use crate::destination::{Auth, CircuitBreaker, Destination, DestinationSpec, RateLimit};
+use crate::dispatch::Dispatcher;
+use crate::oauth2::{Token, Tokens};
 use crate::secrets::{Secrets, TYPE_KEY, Unusable};
 use crate::slots::target_of;
+use crate::tls;
+
+/// What routing reads credentials with.
+#[derive(Clone, Copy)]
+pub struct Access<'a> {
+    /// Secret and ConfigMap values.
+    pub secrets: &'a Secrets,
+    /// OAuth2 tokens.
+    pub tokens: &'a Tokens,
+    /// Builds the clients of destinations with TLS settings, and fetches tokens.
+    pub dispatcher: &'a Dispatcher,
+}
 
 /// A call ready to be made.
 #[derive(Clone, Debug)]
@@ -34,6 +49,21 @@ pub struct Route {
     pub rate_limit: Option<RateLimit>,
     /// The destination's circuit breaker, if any, and the destination.
     pub breaker: Option<(CircuitBreaker, ObjectRef<Destination>)>,
+    /// The client of a destination with TLS settings of its own.
+    pub client: Option<reqwest::Client>,
+    /// The OAuth2 token the call carries, if any.
+    pub oauth2: Option<Token>,
+}
+
+/// A destination's credentials, ready to call with.
+#[derive(Debug)]
+pub struct Prepared {
+    /// Headers, credentials included (marked sensitive).
+    pub headers: HeaderMap,
+    /// The client for its TLS settings, if it has any.
+    pub client: Option<reqwest::Client>,
+    /// Its OAuth2 token, if it uses OAuth2.
+    pub oauth2: Option<Token>,
 }
 
 /// Why a job waits instead of calling.
@@ -54,7 +84,7 @@ pub enum Wait {
 }
 
 /// Routes `job`, whose Destination (if any) is looked up in `destinations`.
-pub async fn route(job: &PendingJob, destinations: &Store<Destination>, secrets: &Secrets) -> Result<Route, Wait> {
+pub async fn route(job: &PendingJob, destinations: &Store<Destination>, access: Access<'_>) -> Result<Route, Wait> {
     let Some(reference) = &job.spec.destination_ref else {
         let url = job.spec.target.url.clone().unwrap_or_default();
         return Ok(Route {
@@ -64,6 +94,8 @@ pub async fn route(job: &PendingJob, destinations: &Store<Destination>, secrets:
             max_concurrency: None,
             rate_limit: None,
             breaker: None,
+            client: None,
+            oauth2: None,
         });
     };
     let namespace = job.metadata.namespace.clone().unwrap_or_default();
@@ -74,14 +106,17 @@ pub async fn route(job: &PendingJob, destinations: &Store<Destination>, secrets:
     if destination.spec.suspend {
         return Err(Wait::Suspended(reference.name.clone()));
     }
-    let headers = headers(&destination.spec, &namespace, secrets)
+    let limit_key = destination_key(&namespace, &reference.name);
+    let prepared = prepare(&destination.spec, &namespace, &limit_key, access)
         .await
         .map_err(|unusable| Wait::NotReady(reference.name.clone(), unusable))?;
     let path = job.spec.target.path.as_deref().unwrap_or_default();
     Ok(Route {
         url: join(&destination.spec.url, path),
-        headers,
-        limit_key: destination_key(&namespace, &reference.name),
+        headers: prepared.headers,
+        client: prepared.client,
+        oauth2: prepared.oauth2,
+        limit_key,
         max_concurrency: destination.spec.max_concurrency.and_then(|n| usize::try_from(n).ok()),
         rate_limit: destination.spec.rate_limit,
         breaker: destination
@@ -96,24 +131,47 @@ pub fn destination_key(namespace: &str, name: &str) -> String {
     format!("destination {namespace}/{name}")
 }
 
-/// The headers every call to the destination carries, credentials included.
-pub async fn headers(spec: &DestinationSpec, namespace: &str, secrets: &Secrets) -> Result<HeaderMap, Unusable> {
-    let unsupported = |field: &str| {
-        Unusable::new(
-            "Unsupported",
-            format!("{field} is not supported by this version of the operator yet"),
-        )
+/// Everything a call to the destination `key` needs: its headers with
+/// their credentials, its TLS client, its OAuth2 token.
+pub async fn prepare(
+    spec: &DestinationSpec,
+    namespace: &str,
+    key: &str,
+    access: Access<'_>,
+) -> Result<Prepared, Unusable> {
+    let mut headers = headers(spec, namespace, access.secrets).await?;
+    let client = match &spec.tls {
+        None => None,
+        Some(settings) => {
+            let material = tls::material(settings, namespace, access.secrets).await?;
+            let client = access
+                .dispatcher
+                .client_with(key, &material)
+                .map_err(|why| Unusable::new("TLSMalformed", why))?;
+            Some(client)
+        }
     };
-    if spec.tls.is_some() {
-        return Err(unsupported("spec.tls"));
-    }
-    if spec
-        .auth
-        .as_ref()
-        .is_some_and(|a| a.oauth2_client_credentials.is_some())
-    {
-        return Err(unsupported("spec.auth.oauth2ClientCredentials"));
-    }
+    let oauth2 = match spec.auth.as_ref().and_then(|a| a.oauth2_client_credentials.as_ref()) {
+        None => None,
+        Some(settings) => {
+            let token = access
+                .tokens
+                .token(key, settings, namespace, access.secrets, access.dispatcher)
+                .await?;
+            headers.insert(AUTHORIZATION, token.header.clone());
+            Some(token)
+        }
+    };
+    Ok(Prepared {
+        headers,
+        client,
+        oauth2,
+    })
+}
+
+/// The headers every call to the destination carries, with the static
+/// credentials (headers from Secrets, bearer, basic).
+async fn headers(spec: &DestinationSpec, namespace: &str, secrets: &Secrets) -> Result<HeaderMap, Unusable> {
     let mut headers = HeaderMap::new();
     for header in &spec.headers {
         let value = match (&header.value, &header.value_from) {
@@ -136,7 +194,8 @@ pub async fn headers(spec: &DestinationSpec, namespace: &str, secrets: &Secrets)
     Ok(headers)
 }
 
-/// The `Authorization` header for bearer or basic auth; `None` for others.
+/// The `Authorization` header for bearer or basic auth; `None` for OAuth2,
+/// whose token [`prepare`] adds.
 async fn authorization(auth: &Auth, namespace: &str, secrets: &Secrets) -> Result<Option<HeaderValue>, Unusable> {
     if let Some(bearer) = &auth.bearer_token {
         let token = secrets.secret_key(namespace, &bearer.secret_key_ref).await?;

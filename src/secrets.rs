@@ -1,5 +1,6 @@
-//! Values of Secrets that destinations refer to, read with
-//! `get` only, never listed or watched, and kept for a bounded time.
+//! Values of Secrets (and ConfigMaps, for CA bundles) that destinations
+//! refer to, read with `get` only, never listed or watched, and kept for a
+//! bounded time.
 //!
 //! A value read is used for [`VALUE_TTL`], so a rotated Secret is picked up
 //! within that long; a Secret found missing is looked for again after
@@ -9,7 +10,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
 
-use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use kube::{Api, Client};
 
 use crate::destination::KeyRef;
@@ -38,8 +39,15 @@ impl Unusable {
 
 /// A Secret's or ConfigMap's data, by key.
 type Data = BTreeMap<String, Vec<u8>>;
-/// What was read of each object, and when.
-type Read = HashMap<(String, String), (Instant, Result<Data, Unusable>)>;
+/// What was read of each object (kind, namespace, name), and when.
+type Read = HashMap<(Kind, String, String), (Instant, Result<Data, Unusable>)>;
+
+/// The kinds of object read.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+enum Kind {
+    Secret,
+    ConfigMap,
+}
 
 /// The values read lately, by object. One read at a time: jobs that need
 /// the same Secret when its value expires wait for one read, not one each.
@@ -59,7 +67,7 @@ impl Secrets {
 
     /// The value at `key` of Secret `key.name` in `namespace`.
     pub async fn secret_key(&self, namespace: &str, key: &KeyRef) -> Result<Vec<u8>, Unusable> {
-        let data = self.get(namespace, &key.name).await?;
+        let data = self.get(Kind::Secret, namespace, &key.name).await?;
         data.get(&key.key)
             .cloned()
             .ok_or_else(|| Unusable::new("KeyNotFound", format!("Secret {} has no key {:?}", key.name, key.key)))
@@ -67,11 +75,22 @@ impl Secrets {
 
     /// All of Secret `name` in `namespace`, its type under [`TYPE_KEY`].
     pub async fn secret(&self, namespace: &str, name: &str) -> Result<Data, Unusable> {
-        self.get(namespace, name).await
+        self.get(Kind::Secret, namespace, name).await
     }
 
-    async fn get(&self, namespace: &str, name: &str) -> Result<Data, Unusable> {
-        let id = (namespace.to_owned(), name.to_owned());
+    /// The value at `key` of ConfigMap `key.name` in `namespace`.
+    pub async fn config_map_key(&self, namespace: &str, key: &KeyRef) -> Result<Vec<u8>, Unusable> {
+        let data = self.get(Kind::ConfigMap, namespace, &key.name).await?;
+        data.get(&key.key).cloned().ok_or_else(|| {
+            Unusable::new(
+                "KeyNotFound",
+                format!("ConfigMap {} has no key {:?}", key.name, key.key),
+            )
+        })
+    }
+
+    async fn get(&self, kind: Kind, namespace: &str, name: &str) -> Result<Data, Unusable> {
+        let id = (kind, namespace.to_owned(), name.to_owned());
         let mut read = self.read.lock().await;
         if let Some((at, data)) = read.get(&id) {
             let ttl = if data.is_ok() { VALUE_TTL } else { MISSING_TTL };
@@ -79,7 +98,10 @@ impl Secrets {
                 return data.clone();
             }
         }
-        let data = self.fetch(namespace, name).await;
+        let data = match kind {
+            Kind::Secret => self.fetch_secret(namespace, name).await,
+            Kind::ConfigMap => self.fetch_config_map(namespace, name).await,
+        };
         // Trouble reaching the API server is not remembered: the next call asks again.
         if data.as_ref().err().is_none_or(|e| e.reason != "Unreachable") {
             read.insert(id, (Instant::now(), data.clone()));
@@ -87,20 +109,11 @@ impl Secrets {
         data
     }
 
-    async fn fetch(&self, namespace: &str, name: &str) -> Result<Data, Unusable> {
+    async fn fetch_secret(&self, namespace: &str, name: &str) -> Result<Data, Unusable> {
         let secret = Api::<Secret>::namespaced(self.client.clone(), namespace)
             .get(name)
             .await
-            .map_err(|e| match e {
-                kube::Error::Api(s) if s.code == 404 => {
-                    Unusable::new("SecretNotFound", format!("Secret {namespace}/{name} not found"))
-                }
-                kube::Error::Api(s) if s.code == 403 => Unusable::new(
-                    "Forbidden",
-                    format!("the operator may not get Secret {namespace}/{name}"),
-                ),
-                e => Unusable::new("Unreachable", format!("reading Secret {namespace}/{name}: {e}")),
-            })?;
+            .map_err(|e| unreadable(e, "Secret", namespace, name))?;
         let mut data: Data = secret
             .data
             .unwrap_or_default()
@@ -114,6 +127,43 @@ impl Secrets {
             data.insert(TYPE_KEY.to_owned(), type_.into_bytes());
         }
         Ok(data)
+    }
+
+    async fn fetch_config_map(&self, namespace: &str, name: &str) -> Result<Data, Unusable> {
+        let config_map = Api::<ConfigMap>::namespaced(self.client.clone(), namespace)
+            .get(name)
+            .await
+            .map_err(|e| unreadable(e, "ConfigMap", namespace, name))?;
+        let mut data: Data = config_map
+            .binary_data
+            .unwrap_or_default()
+            .into_iter()
+            .map(|(k, v)| (k, v.0))
+            .collect();
+        for (k, v) in config_map.data.unwrap_or_default() {
+            data.insert(k, v.into_bytes());
+        }
+        Ok(data)
+    }
+}
+
+/// Why `kind` `namespace/name` could not be read: missing (`SecretNotFound`,
+/// `ConfigMapNotFound`), forbidden, or the API server unreachable.
+fn unreadable(error: kube::Error, kind: &str, namespace: &str, name: &str) -> Unusable {
+    match error {
+        kube::Error::Api(s) if s.code == 404 => Unusable::new(
+            if kind == "Secret" {
+                "SecretNotFound"
+            } else {
+                "ConfigMapNotFound"
+            },
+            format!("{kind} {namespace}/{name} not found"),
+        ),
+        kube::Error::Api(s) if s.code == 403 => Unusable::new(
+            "Forbidden",
+            format!("the operator may not get {kind} {namespace}/{name}"),
+        ),
+        e => Unusable::new("Unreachable", format!("reading {kind} {namespace}/{name}: {e}")),
     }
 }
 
