@@ -20,7 +20,7 @@ const TOKEN: &str = "tok-SECRET-bearer-1";
 const API_KEY: &str = "key-SECRET-header-2";
 const PASSWORD: &str = "pw-SECRET-basic-3";
 
-fn apply_json(env: &TestEnv, manifest: &serde_json::Value) {
+pub(crate) fn apply_json(env: &TestEnv, manifest: &serde_json::Value) {
     let out = kubectl_stdin(
         &["apply", "--namespace", &env.namespace, "-f", "-"],
         &serde_json::to_string(manifest).expect("json"),
@@ -32,15 +32,15 @@ fn apply_json(env: &TestEnv, manifest: &serde_json::Value) {
     );
 }
 
-fn secret(name: &str, type_: &str, data: serde_json::Value) -> serde_json::Value {
+pub(crate) fn secret(name: &str, type_: &str, data: serde_json::Value) -> serde_json::Value {
     json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": name}, "type": type_, "stringData": data})
 }
 
-fn destination(name: &str, spec: serde_json::Value) -> serde_json::Value {
+pub(crate) fn destination(name: &str, spec: serde_json::Value) -> serde_json::Value {
     json!({"apiVersion": "pendingjob.dev/v1alpha1", "kind": "Destination", "metadata": {"name": name}, "spec": spec})
 }
 
-fn job_to(name: &str, destination: &str, path: &str) -> serde_json::Value {
+pub(crate) fn job_to(name: &str, destination: &str, path: &str) -> serde_json::Value {
     json!({
         "apiVersion": "pendingjob.dev/v1alpha1", "kind": "PendingJob", "metadata": {"name": name},
         "spec": {"destinationRef": {"name": destination}, "target": {"path": path}, "payload": {"n": 1},
@@ -49,7 +49,7 @@ fn job_to(name: &str, destination: &str, path: &str) -> serde_json::Value {
 }
 
 /// The destination's Ready condition: (status, reason, message).
-async fn ready(env: &TestEnv, name: &str) -> Option<(String, String, String)> {
+pub(crate) async fn ready(env: &TestEnv, name: &str) -> Option<(String, String, String)> {
     let destination = env.api::<Destination>().get(name).await.expect("get Destination");
     let status = destination.status?;
     let ready = status.conditions.into_iter().find(|c| c.type_ == "Ready")?;
@@ -123,7 +123,13 @@ async fn credentials_from_secrets_reach_the_target_and_never_leak() {
         assert_eq!(verdict.1, "Ready");
     }
 
-    // No secret value anywhere the operator writes or prints.
+    let encoded = basic.trim_start_matches("Basic ").to_owned();
+    assert_no_leaks(&env, &operator, &[TOKEN, API_KEY, PASSWORD, encoded.as_str()]).await;
+}
+
+/// No secret value anywhere the operator writes or prints: jobs,
+/// destinations, Events, its log and its metrics.
+pub(crate) async fn assert_no_leaks(env: &TestEnv, operator: &Operator, secrets: &[&str]) {
     let mut places = Vec::new();
     for what in ["pendingjobs", "destinations", "events"] {
         let out = env.kubectl(&["get", what, "-o", "yaml"]);
@@ -134,9 +140,8 @@ async fn credentials_from_secrets_reach_the_target_and_never_leak() {
         .await
         .1;
     places.push(("/metrics".to_owned(), metrics));
-    let encoded = basic.trim_start_matches("Basic ").to_owned();
     for (place, text) in &places {
-        for secret in [TOKEN, API_KEY, PASSWORD, encoded.as_str()] {
+        for secret in secrets {
             assert!(!text.contains(secret), "{place} contains a secret value");
         }
     }

@@ -1,6 +1,7 @@
 //! Integration tests. They run against the real kube-apiserver named by
 //! `KUBECONFIG`; `make test` starts one on loopback and sets it.
 
+mod auth;
 mod control_plane;
 mod deploy;
 mod destinations;

@@ -17,6 +17,12 @@ pub struct MockApi2 {
 impl MockApi2 {
     /// Starts the built `mock-api2` binary with extra `args`.
     pub fn start(args: &[&str]) -> Self {
+        Self::start_with(args, reqwest::Client::new())
+    }
+
+    /// Like [`MockApi2::start`], read by the test through `http` (which trusts
+    /// its CA, and has its client certificate, when it serves HTTPS).
+    pub fn start_with(args: &[&str], http: reqwest::Client) -> Self {
         use std::io::BufRead as _;
         let mut child = Command::new(env!("CARGO_BIN_EXE_mock-api2"))
             .args(["--listen", "127.0.0.1:0"])
@@ -31,14 +37,20 @@ impl MockApi2 {
             .expect("reading mock-api2's first line");
         let base = line
             .split_whitespace()
-            .find(|w| w.starts_with("http://"))
+            .find(|w| w.starts_with("http://") || w.starts_with("https://"))
             .unwrap_or_else(|| panic!("mock-api2 did not report its address: {line:?}"))
             .to_owned();
-        Self {
-            child,
-            base,
-            http: reqwest::Client::new(),
-        }
+        Self { child, base, http }
+    }
+
+    /// `POST` to `path` on the mock, which must answer with success.
+    pub async fn post(&self, path: &str) {
+        self.http
+            .post(format!("{}{path}", self.base))
+            .send()
+            .await
+            .and_then(reqwest::Response::error_for_status)
+            .unwrap_or_else(|e| panic!("POST {path}: {e}"));
     }
 
     /// The URL jobs should call.
