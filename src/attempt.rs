@@ -13,6 +13,7 @@ use bytes::Bytes;
 use jiff::Timestamp;
 use k8s_openapi::api::core::v1::ObjectReference;
 use kube::api::GetParams;
+use kube::runtime::reflector::ObjectRef;
 use kube::{Resource, ResourceExt};
 use tracing::{info, warn};
 
@@ -104,6 +105,8 @@ pub async fn run(ctx: &Context, key: &JobKey, uid: &str, term: Term) {
 /// or the term or the operator ends.
 async fn wait_for_route(ctx: &Context, key: &JobKey, uid: &str, term: Term) -> Option<Route> {
     let mut waited: Option<Wait> = None;
+    // Counts this job among its destination's waiting ones while it waits.
+    let mut _counted = None;
     loop {
         let job = ctx.cached(key).filter(|job| job.uid().as_deref() == Some(uid))?;
         if not_now(key, &job.status.clone().unwrap_or_default()).is_some() {
@@ -122,6 +125,13 @@ async fn wait_for_route(ctx: &Context, key: &JobKey, uid: &str, term: Term) -> O
             Err(wait) => {
                 if waited.as_ref() != Some(&wait) {
                     info!(namespace = %key.0, name = %key.1, reason = %wait, "waiting for the destination");
+                    let counted = ctx
+                        .occupancy
+                        .waiting(&route::destination_key(&key.0, wait.destination()));
+                    if counted.first {
+                        ctx.destination_changed(ObjectRef::new(wait.destination()).within(&key.0));
+                    }
+                    _counted = Some(counted);
                 }
                 waited = Some(wait);
             }
@@ -187,6 +197,12 @@ async fn call(
     }
     ctx.metrics.attempt_started();
     let started = Timestamp::now();
+    let in_flight = ctx.occupancy.calling(&route.limit_key);
+    if in_flight.first
+        && let Some(destination) = &route.destination
+    {
+        ctx.destination_changed(destination.clone());
+    }
     let outcome = tokio::select! {
         outcome = ctx.dispatcher.attempt(&job.spec.target, route, body, &uid) => outcome,
         () = ctx.leadership.ended(term) => {
@@ -196,6 +212,7 @@ async fn call(
         }
     };
     let finished = Timestamp::now();
+    drop(in_flight);
     let outcome = match &route.oauth2 {
         Some(token) if outcome.code() == Some(401) => {
             ctx.tokens.forget(&route.limit_key, &token.header).await;
@@ -207,7 +224,7 @@ async fn call(
         let failed = matches!(outcome, lifecycle::Outcome::Retryable { .. });
         if let Some(circuit) = ctx.breakers.record(&route.limit_key, failed, *settings) {
             info!(destination = %destination.name, ?circuit, "circuit breaker");
-            ctx.circuit_changed(destination.clone());
+            ctx.destination_changed(destination.clone());
         }
     }
     ctx.metrics

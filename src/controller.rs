@@ -35,6 +35,7 @@ use crate::leader::{Leadership, Term};
 use crate::lifecycle::{self, Decision};
 use crate::metrics::Metrics;
 use crate::oauth2::Tokens;
+use crate::occupancy::Occupancy;
 use crate::pacing::Pacing;
 use crate::route::Access;
 use crate::secrets::Secrets;
@@ -58,8 +59,8 @@ pub struct Calls {
     pub dispatcher: Dispatcher,
     /// Bounds them, in all and per target.
     pub slots: Slots,
-    /// Told of each destination whose circuit changed state.
-    pub circuit_changes: UnboundedSender<ObjectRef<Destination>>,
+    /// Told of each destination whose status should show a change.
+    pub destination_changes: UnboundedSender<ObjectRef<Destination>>,
 }
 
 /// Shared state of the reconciler and of the attempt tasks.
@@ -74,9 +75,10 @@ pub struct Context {
     pub(crate) cache: JobCache,
     pub(crate) secrets: Secrets,
     pub(crate) tokens: Tokens,
+    pub(crate) occupancy: Occupancy,
     pub(crate) pacing: Pacing,
     pub(crate) breakers: Breakers,
-    circuit_changes: UnboundedSender<ObjectRef<Destination>>,
+    destination_changes: UnboundedSender<ObjectRef<Destination>>,
     /// The namespace watched; all when `None`.
     namespace: Option<String>,
     /// Jobs with an attempt task.
@@ -98,7 +100,7 @@ impl Context {
         Calls {
             dispatcher,
             slots,
-            circuit_changes,
+            destination_changes,
         }: Calls,
         metrics: Arc<Metrics>,
         identity: &str,
@@ -112,9 +114,10 @@ impl Context {
             recorder: Recorder::new(client.clone(), reporter),
             secrets: Secrets::new(client.clone()),
             tokens: Tokens::default(),
+            occupancy: Occupancy::default(),
             pacing: Pacing::default(),
             breakers: Breakers::default(),
-            circuit_changes,
+            destination_changes,
             client,
             dispatcher,
             slots,
@@ -154,10 +157,11 @@ impl Context {
         }
     }
 
-    /// Has `destination`'s status show its circuit's new state.
-    pub(crate) fn circuit_changed(&self, destination: ObjectRef<Destination>) {
+    /// Has `destination`'s status show what changed: its circuit's state,
+    /// or its first call in flight or job waiting.
+    pub(crate) fn destination_changed(&self, destination: ObjectRef<Destination>) {
         // Gone only at shutdown, when no status needs writing.
-        let _ = self.circuit_changes.send(destination);
+        let _ = self.destination_changes.send(destination);
     }
 
     /// The cached job `key`, if any.

@@ -42,6 +42,7 @@ pub const MAX_ERROR_BYTES: usize = 512;
            target and retries with capped exponential backoff until the call succeeds or the \
            job is given up.",
     printcolumn(name = "Phase", type_ = "string", json_path = ".status.phase"),
+    printcolumn(name = "Destination", type_ = "string", json_path = ".spec.destinationRef.name"),
     printcolumn(name = "Attempts", type_ = "integer", json_path = ".status.attempts"),
     printcolumn(name = "Retries", type_ = "integer", json_path = ".status.retryCount"),
     // A string column: a date-typed one prints `<invalid>` for a future time.

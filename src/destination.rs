@@ -39,6 +39,8 @@ use serde::{Deserialize, Serialize};
         json_path = ".status.conditions[?(@.type==\"Ready\")].reason"
     ),
     printcolumn(name = "Circuit", type_ = "string", json_path = ".status.circuit"),
+    printcolumn(name = "In Flight", type_ = "integer", json_path = ".status.inFlight"),
+    printcolumn(name = "Waiting", type_ = "integer", json_path = ".status.waitingJobs"),
     printcolumn(name = "Suspended", type_ = "boolean", json_path = ".spec.suspend"),
     printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
 )]
@@ -255,4 +257,11 @@ pub struct DestinationStatus {
     /// The spec generation this status was computed from.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
+    /// Calls to it in flight, as last counted (every 5 s while busy).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub in_flight: Option<i32>,
+    /// Due jobs waiting for it (circuit open, suspended, not ready), as last
+    /// counted (every 5 s while any wait).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub waiting_jobs: Option<i32>,
 }

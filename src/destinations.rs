@@ -5,8 +5,11 @@
 //! Secrets are not watched (the operator may only `get` them), so a
 //! Destination is looked at again after [`RECHECK_NOT_READY`] while it is
 //! not ready, and after [`RECHECK_READY`] while it is: a Secret created,
-//! deleted or rotated shows within that long. Only the leader writes, and
-//! only when the condition changes.
+//! deleted or rotated shows within that long. The status also counts the
+//! calls in flight and the due jobs waiting ([`crate::occupancy`]); while
+//! there are any, or the circuit is not closed, the destination is looked
+//! at every [`RECHECK_NOT_READY`]. Only the leader writes, and only when
+//! something shown changed.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -19,7 +22,9 @@ use kube::{Api, Resource, ResourceExt};
 
 use crate::controller::Context;
 use crate::crd::{Destination, DestinationStatus};
+use crate::destination::Circuit;
 use crate::fence::FIELD_MANAGER;
+use crate::occupancy::Counts;
 use crate::route;
 
 /// How soon a destination that is not ready is looked at again.
@@ -52,11 +57,15 @@ pub async fn reconcile(destination: Arc<Destination>, ctx: Arc<Context>) -> Resu
     };
     let status = destination.status.clone().unwrap_or_default();
     let circuit = destination.spec.circuit_breaker.map(|_| ctx.breakers.circuit(&key));
+    let counts = ctx.occupancy.counts(&key);
+    let count = |n: usize| Some(i32::try_from(n).unwrap_or(i32::MAX));
+    let (in_flight, waiting_jobs) = (count(counts.in_flight), count(counts.waiting));
     let current = status.conditions.iter().find(|c| c.type_ == READY);
     let unchanged = current
         .is_some_and(|c| (c.status == "True") == ready && c.reason == reason && c.message == message)
         && status.observed_generation == destination.meta().generation
-        && status.circuit == circuit;
+        && status.circuit == circuit
+        && (status.in_flight, status.waiting_jobs) == (in_flight, waiting_jobs);
     if !unchanged {
         let condition = Condition {
             type_: READY.to_owned(),
@@ -73,6 +82,8 @@ pub async fn reconcile(destination: Arc<Destination>, ctx: Arc<Context>) -> Resu
             conditions: vec![condition],
             circuit,
             observed_generation: destination.meta().generation,
+            in_flight,
+            waiting_jobs,
         };
         let patch = serde_json::json!({
             "apiVersion": Destination::api_version(&()),
@@ -85,7 +96,12 @@ pub async fn reconcile(destination: Arc<Destination>, ctx: Arc<Context>) -> Resu
             .await
             .map_err(|e| Error::Write(name, e))?;
     }
-    Ok(Action::requeue(if ready { RECHECK_READY } else { RECHECK_NOT_READY }))
+    let busy = counts != Counts::default() || circuit.is_some_and(|c| c != Circuit::Closed);
+    Ok(Action::requeue(if ready && !busy {
+        RECHECK_READY
+    } else {
+        RECHECK_NOT_READY
+    }))
 }
 
 /// A failed write is tried again after a short while.

@@ -18,6 +18,9 @@
 //! - [`secrets`] - Secret reads for credentials, cached briefly, never logged.
 //! - [`pacing`] - per-Destination rate limits.
 //! - [`breaker`] - the per-Destination circuit breaker; pure.
+//! - [`occupancy`] - calls in flight and jobs waiting, per Destination.
+//! - [`tls`] - a Destination's CA bundle and client certificate.
+//! - [`oauth2`] - OAuth2 client-credentials tokens for Destinations.
 //! - [`egress`] - addresses the operator never connects to.
 //! - [`events`] - one Event per change of phase.
 //! - [`controller`] - the reconciler: decide, and hand due attempts to their tasks.
@@ -50,6 +53,7 @@ pub mod listing;
 pub mod metrics;
 pub mod mock_api2;
 pub mod oauth2;
+pub mod occupancy;
 pub mod operator;
 pub mod pacing;
 pub mod payloads;

@@ -167,7 +167,7 @@ pub async fn run(
     let payloads = Arc::new(Payloads::new(settings.payload_cache_bytes));
     let (destinations, destination_events) =
         watch_destinations(&clients.watch, settings.namespace.as_deref(), initial_list);
-    let (circuit_changes, changed_circuits) = tokio::sync::mpsc::unbounded_channel();
+    let (destination_changes, changed_destinations) = tokio::sync::mpsc::unbounded_channel();
     let cache = JobCache {
         store: store.clone(),
         payloads: payloads.clone(),
@@ -180,7 +180,7 @@ pub async fn run(
         Calls {
             dispatcher,
             slots,
-            circuit_changes,
+            destination_changes,
         },
         admin.metrics.clone(),
         &settings.identity,
@@ -208,9 +208,10 @@ pub async fn run(
     tokio::spawn(
         Controller::for_stream(destination_events, destinations)
             .reconcile_all_on(leadership_gained(leadership.subscribe()))
-            .reconcile_on(futures::stream::unfold(changed_circuits, |mut changed| async move {
-                changed.recv().await.map(|destination| (destination, changed))
-            }))
+            .reconcile_on(futures::stream::unfold(
+                changed_destinations,
+                |mut changed| async move { changed.recv().await.map(|destination| (destination, changed)) },
+            ))
             .graceful_shutdown_on(signalled(shutdown.clone()))
             .run(destinations::reconcile, destinations::error_policy, ctx.clone())
             .for_each(|result| {

@@ -49,6 +49,8 @@ pub struct Route {
     pub rate_limit: Option<RateLimit>,
     /// The destination's circuit breaker, if any, and the destination.
     pub breaker: Option<(CircuitBreaker, ObjectRef<Destination>)>,
+    /// The destination called, if any.
+    pub destination: Option<ObjectRef<Destination>>,
     /// The client of a destination with TLS settings of its own.
     pub client: Option<reqwest::Client>,
     /// The OAuth2 token the call carries, if any.
@@ -83,6 +85,17 @@ pub enum Wait {
     NotReady(String, Unusable),
 }
 
+impl Wait {
+    /// The destination waited for.
+    pub fn destination(&self) -> &str {
+        match self {
+            Self::NoDestination(name) | Self::Suspended(name) | Self::CircuitOpen(name) | Self::NotReady(name, _) => {
+                name
+            }
+        }
+    }
+}
+
 /// Routes `job`, whose Destination (if any) is looked up in `destinations`.
 pub async fn route(job: &PendingJob, destinations: &Store<Destination>, access: Access<'_>) -> Result<Route, Wait> {
     let Some(reference) = &job.spec.destination_ref else {
@@ -94,6 +107,7 @@ pub async fn route(job: &PendingJob, destinations: &Store<Destination>, access: 
             max_concurrency: None,
             rate_limit: None,
             breaker: None,
+            destination: None,
             client: None,
             oauth2: None,
         });
@@ -122,7 +136,8 @@ pub async fn route(job: &PendingJob, destinations: &Store<Destination>, access: 
         breaker: destination
             .spec
             .circuit_breaker
-            .map(|settings| (settings, reference_to)),
+            .map(|settings| (settings, reference_to.clone())),
+        destination: Some(reference_to),
     })
 }
 

@@ -334,31 +334,44 @@ async fn a_rate_limit_spaces_calls_to_burst_plus_rate() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_open_circuit_holds_calls_through_an_outage_and_recovery_is_quick() {
     let env = setup("dest-breaker").await;
+    // The outage: the target fails from the start, for 30 s after the jobs exist.
     let target = Target::start(StatusCode::SERVICE_UNAVAILABLE).await;
     let _operator = Operator::start(&env.namespace, &[]);
     apply_json(
         &env,
         &destination(
             "fragile",
-            json!({"url": target.base, "circuitBreaker": {"consecutiveFailures": 5, "openSeconds": 2}}),
+            json!({"url": target.base, "circuitBreaker": {"consecutiveFailures": 5, "openSeconds": 5}}),
         ),
     );
-    let jobs = 100;
+    let jobs = 500;
     let items: Vec<_> = (0..jobs)
         .map(|n| job_to(&format!("fragile-{n}"), "fragile", "/x"))
         .collect();
     apply_json(&env, &json!({"apiVersion": "v1", "kind": "List", "items": items}));
+    let outage_started = Instant::now();
     wait_until("the circuit to show Open", SOON, || async {
         let destination = env.api::<Destination>().get("fragile").await.expect("get");
         (destination.status.and_then(|s| s.circuit) == Some(pendingjob_operator::destination::Circuit::Open))
             .then_some(())
     })
     .await;
-    // The outage: 8 s, in which 100 jobs retrying every second would make 800 calls.
-    tokio::time::sleep(Duration::from_secs(8)).await;
+    // `kubectl get destinations` shows why the jobs wait: the open circuit,
+    // and how many wait for it (counted every 5 s).
+    let waiting = wait_until("the destination to count its waiting jobs", SOON, || async {
+        let status = env.api::<Destination>().get("fragile").await.expect("get").status?;
+        status.waiting_jobs.filter(|n| *n >= 400)
+    })
+    .await;
+    let table = String::from_utf8_lossy(&env.kubectl(&["get", "destinations"]).stdout).into_owned();
+    assert!(table.contains("WAITING") && table.contains("Open"), "{table}");
+    eprintln!("breaker: {waiting} jobs waiting while the circuit is open");
+    // 500 jobs retrying every second would make up to 15,000 calls in 30 s.
+    tokio::time::sleep(Duration::from_secs(30).saturating_sub(outage_started.elapsed())).await;
     let during = target.seen().len();
-    // 5 failures trip it, up to 4 more were already under way, then one probe per 2 s.
-    assert!(during <= 5 + 4 + 5, "{during} calls during the outage");
+    // 5 failures trip it, up to 3 more were already under way, then one
+    // probe per 5 s: about 14.
+    assert!(during <= 50, "{during} calls during the outage");
 
     target.answer(StatusCode::OK);
     let recovered = Instant::now();
@@ -369,7 +382,7 @@ async fn an_open_circuit_holds_calls_through_an_outage_and_recovery_is_quick() {
     })
     .await;
     let took = recovered.elapsed();
-    eprintln!("breaker: {during} calls during the outage; all {jobs} jobs succeeded {took:?} after recovery");
+    eprintln!("breaker: {during} calls during the 30 s outage; all {jobs} jobs succeeded {took:?} after recovery");
     assert!(
         took < Duration::from_secs(10),
         "all jobs succeeded {took:?} after recovery"

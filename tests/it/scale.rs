@@ -121,3 +121,33 @@ async fn jobs_created_before_start_are_delivered_with_either_initial_list() {
         operator.kill();
     }
 }
+
+/// A destination's status counts its calls in flight: with `maxConcurrency`
+/// 3 and calls that take 20 s, `kubectl get destinations` shows 3.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_destination_shows_its_calls_in_flight() {
+    use crate::destinations::{apply_json, destination, job_to};
+    let env = setup("in-flight").await;
+    let slow = MockApi2::start(&["--latency-ms", "20000"]);
+    let _operator = Operator::start(&env.namespace, &[]);
+    apply_json(
+        &env,
+        &destination("slow", serde_json::json!({"url": slow.base, "maxConcurrency": 3})),
+    );
+    for n in 0..5 {
+        apply_json(&env, &job_to(&format!("slow-{n}"), "slow", "/api2/simulate"));
+    }
+    wait_until("the destination to show 3 calls in flight", SOON, || async {
+        let status = env
+            .api::<pendingjob_operator::crd::Destination>()
+            .get("slow")
+            .await
+            .ok()?
+            .status?;
+        (status.in_flight == Some(3)).then_some(())
+    })
+    .await;
+    let table = String::from_utf8_lossy(&env.kubectl(&["get", "destinations", "slow"]).stdout).into_owned();
+    assert!(table.contains("IN FLIGHT"), "{table}");
+    assert_eq!(slow.stats().await.max_in_flight, 3, "maxConcurrency holds");
+}
