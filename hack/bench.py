@@ -4,7 +4,8 @@
 Every run uses the release binaries in $BIN_DIR, the cluster in $KUBECONFIG
 and the pinned kubectl in $PATH. Everything binds 127.0.0.1, is bounded in
 count and time, and is stopped by PID. Sizes can be lowered for a quick look:
-BENCH_SINGLE (100), BENCH_RETRYING (1000), BENCH_DRAIN (10000), BENCH_BIG (2000).
+BENCH_SINGLE (100), BENCH_RETRYING (1000), BENCH_DRAIN (10000), BENCH_BIG (2000),
+BENCH_BREAKER (500).
 """
 
 import json
@@ -24,7 +25,8 @@ SINGLE = int(os.environ.get("BENCH_SINGLE", 100))
 RETRYING = int(os.environ.get("BENCH_RETRYING", 1000))
 DRAIN = int(os.environ.get("BENCH_DRAIN", 10000))
 BIG = int(os.environ.get("BENCH_BIG", 2000))
-# BENCH_ONLY=latency,lateness,isolation,drain runs only those sections.
+BREAKER = int(os.environ.get("BENCH_BREAKER", 500))
+# BENCH_ONLY=latency,lateness,isolation,drain,breaker runs only those sections.
 WORK = tempfile.mkdtemp(prefix="pendingjob-bench-")
 # Runs with a single target let it have the whole pool of 16 calls; the
 # isolation run keeps the defaults (16 in all, 4 per target).
@@ -310,9 +312,50 @@ def isolation():
           f"on a target that never answers: ratio {beside / alone:.2f}")
 
 
+def breaker():
+    """500 jobs on a Destination whose target fails for 30 s, then recovers,
+    with the circuit breaker on (5 failures open it for 5 s) and off."""
+    outage = 30
+
+    def run(suffix, circuit_breaker):
+        api2 = Api2(f"api2-breaker-{suffix}", "--fail")
+        ns = namespace(f"breaker-{suffix}")
+        spec = {"url": api2.base}
+        if circuit_breaker:
+            spec["circuitBreaker"] = {"consecutiveFailures": 5, "openSeconds": 5}
+        kubectl("apply", "--namespace", ns, "-f", "-", stdin=json.dumps(
+            {"apiVersion": "pendingjob.dev/v1alpha1", "kind": "Destination", "metadata": {"name": "fragile"},
+             "spec": spec}))
+        operator = Operator(ns)
+        jobs = []
+        for n in range(BREAKER):
+            one = job(f"fragile-{n}", "", 100, '{"initialDelaySeconds": 1, "maxDelaySeconds": 1}')
+            one["spec"]["target"] = {"path": "/api2/simulate"}
+            one["spec"]["destinationRef"] = {"name": "fragile"}
+            jobs.append(one)
+        started = time.time()
+        create(ns, jobs)
+        time.sleep(max(0.0, outage - (time.time() - started)))  # the outage
+        during = api2.stats()["totalRequests"]
+        api2.toggle()
+        recovered = time.time()
+        wait(f"{BREAKER} jobs to succeed", 300, lambda: operator.succeeded() >= BREAKER, every=0.1)
+        took = time.time() - recovered
+        total = api2.stats()["totalRequests"]
+        stop(operator.child)
+        stop(api2.child)
+        return during, took, total
+
+    on = run("on", True)
+    off = run("off", False)
+    print(f"circuit breaker, {BREAKER} jobs retrying every 1 s, target down {outage} s: with the breaker "
+          f"{on[0]} calls during the outage, all succeeded {on[1]:.1f} s after recovery ({on[2]} calls in all); "
+          f"without it {off[0]} calls during the outage, {off[1]:.1f} s after recovery ({off[2]} calls in all)")
+
+
 def main():
     sections = {"latency": latency, "lateness": lateness_and_writes, "isolation": isolation,
-                "drain": drain_and_memory}
+                "drain": drain_and_memory, "breaker": breaker}
     only = os.environ.get("BENCH_ONLY", ",".join(sections)).split(",")
     try:
         for name in only:
