@@ -11,6 +11,7 @@ use axum::routing::get;
 use kube::runtime::reflector::Store;
 
 use crate::crd::PendingJob;
+use crate::gauges;
 use crate::metrics::Metrics;
 
 /// What the admin endpoints report on; shared with the controller.
@@ -53,12 +54,12 @@ async fn readyz(State(admin): State<Admin>) -> impl IntoResponse {
 
 async fn metrics(State(admin): State<Admin>) -> impl IntoResponse {
     if let Some(store) = admin.jobs.get() {
-        let phases = store
-            .state()
-            .iter()
-            .map(|job| job.status.as_ref().map(|s| s.phase).unwrap_or_default())
-            .collect::<Vec<_>>();
-        admin.metrics.set_jobs_by_phase(phases);
+        // Only the leader reports job gauges: summed over replicas, each
+        // job then counts once.
+        let leading = admin.metrics.leader.get() == 1;
+        let jobs = store.state();
+        let gauges = leading.then(|| gauges::job_gauges(jobs.iter().map(AsRef::as_ref), jiff::Timestamp::now()));
+        admin.metrics.set_job_gauges(gauges.as_ref());
     }
     match admin.metrics.encode() {
         Ok(text) => (

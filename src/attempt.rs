@@ -76,9 +76,7 @@ pub async fn run(ctx: &Context, key: &JobKey, uid: &str, term: Term) {
             }
         };
         // Gone, or not due: the cache lagged, and the newer status is on its way.
-        let Some((job, body)) =
-            fresh.filter(|(job, _)| not_now(key, &job.status.clone().unwrap_or_default()).is_none())
-        else {
+        let Some((job, body)) = fresh.filter(|(job, _)| not_now(ctx, key, job).is_none()) else {
             return;
         };
         // The last word of the circuit breaker: a call now, or back to waiting.
@@ -109,7 +107,7 @@ async fn wait_for_route(ctx: &Context, key: &JobKey, uid: &str, term: Term) -> O
     let mut _counted = None;
     loop {
         let job = ctx.cached(key).filter(|job| job.uid().as_deref() == Some(uid))?;
-        if not_now(key, &job.status.clone().unwrap_or_default()).is_some() {
+        if not_now(ctx, key, &job).is_some() {
             return None;
         }
         let routed = route::route(&job, &ctx.cache.destinations, ctx.access())
@@ -220,6 +218,14 @@ async fn call(
         }
         _ => outcome,
     };
+    let outcome = match &job.spec.retry_policy.retry_on {
+        Some(retry_on) => retry_on.classify(outcome),
+        None => outcome,
+    };
+    if let (lifecycle::Outcome::Delivered { .. }, Some(created)) = (&outcome, &job.metadata.creation_timestamp) {
+        let since = created.0.duration_until(finished).as_secs_f64();
+        ctx.metrics.delivery_duration.observe(since.max(0.0));
+    }
     if let Some((settings, destination)) = &route.breaker {
         let failed = matches!(outcome, lifecycle::Outcome::Retryable { .. });
         if let Some(circuit) = ctx.breakers.record(&route.limit_key, failed, *settings) {

@@ -47,7 +47,7 @@ mod tests {
 
     use super::*;
     use crate::crd::{PendingJobStatus, Phase};
-    use crate::lifecycle::decide;
+    use crate::plan::{Facts, decide};
 
     fn job(phase: Phase) -> PendingJob {
         let mut job: PendingJob = serde_json::from_value(serde_json::json!({
@@ -93,7 +93,11 @@ mod tests {
             assert_eq!(slimmed.uid(), full.uid());
             let (before, after) = (full.status.clone().unwrap(), slimmed.status.clone().unwrap());
             let now = jiff::Timestamp::now();
-            assert_eq!(decide(&after, now), decide(&before, now), "{phase:?}");
+            assert_eq!(
+                decide(&Facts::of(&slimmed, &after, None), now),
+                decide(&Facts::of(&full, &before, None), now),
+                "{phase:?}"
+            );
             assert_eq!(after.phase, before.phase);
             assert_eq!(after.conditions.is_empty(), phase.is_terminal(), "{phase:?}");
             let headers_kept = slimmed.spec.target.headers == full.spec.target.headers;

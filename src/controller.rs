@@ -2,9 +2,11 @@
 //! attempt to a task of its own ([`crate::attempt`]), so that no reconcile
 //! ever waits on a target.
 //!
-//! The decision comes from `.status` alone (see [`lifecycle::decide`]): any
-//! watch event, our own status write included, can wake a job early, and a
-//! job that is not yet due costs no HTTP call and no API write. A job has at
+//! The decision comes from the job's spec, retry annotation and `.status`
+//! alone (see [`plan::decide`]): any watch event, our own status write
+//! included, can wake a job early, and a job that is not yet due costs no
+//! HTTP call and no API write. Deleting a job whose time to live is up, and
+//! status changes without a call, are in [`crate::upkeep`]. A job has at
 //! most one attempt task at a time; before its call the task makes sure the
 //! job is fresh enough ([`crate::freshness`]), so a lagging cache can never
 //! cause a second call.
@@ -27,22 +29,25 @@ use crate::attempt;
 use crate::backoff;
 use crate::breaker::Breakers;
 use crate::cache::JobCache;
-use crate::crd::{Destination, PendingJob, PendingJobStatus};
+use crate::crd::{Destination, PendingJob};
 use crate::dispatch::Dispatcher;
 use crate::fence::{FIELD_MANAGER, JobKey};
 use crate::freshness::Freshness;
 use crate::leader::{Leadership, Term};
-use crate::lifecycle::{self, Decision};
 use crate::metrics::Metrics;
 use crate::oauth2::Tokens;
 use crate::occupancy::Occupancy;
 use crate::pacing::Pacing;
+use crate::plan::{self, Decision, Facts};
 use crate::route::Access;
 use crate::secrets::Secrets;
 use crate::slots::Slots;
+use crate::upkeep;
 
 /// When a job woken during its attempt is looked at again.
 const BUSY_RECHECK: Duration = Duration::from_secs(1);
+/// When a delete or status change that failed is tried again.
+const UPKEEP_RETRY: Duration = Duration::from_secs(5);
 
 /// Infrastructure trouble; a target's failures are never an `Error`.
 #[derive(Debug, thiserror::Error)]
@@ -76,6 +81,8 @@ pub struct Context {
     pub(crate) secrets: Secrets,
     pub(crate) tokens: Tokens,
     pub(crate) occupancy: Occupancy,
+    /// How long after finishing a job without a TTL of its own is deleted.
+    pub(crate) default_ttl: Option<Duration>,
     pub(crate) pacing: Pacing,
     pub(crate) breakers: Breakers,
     destination_changes: UnboundedSender<ObjectRef<Destination>>,
@@ -115,6 +122,7 @@ impl Context {
             secrets: Secrets::new(client.clone()),
             tokens: Tokens::default(),
             occupancy: Occupancy::default(),
+            default_ttl: None,
             pacing: Pacing::default(),
             breakers: Breakers::default(),
             destination_changes,
@@ -164,6 +172,21 @@ impl Context {
         let _ = self.destination_changes.send(destination);
     }
 
+    /// Deletes finished jobs that set no TTL `ttl` after they finish.
+    #[must_use]
+    pub fn with_default_ttl(mut self, ttl: Option<Duration>) -> Self {
+        self.default_ttl = ttl;
+        self
+    }
+
+    /// What to do with `job` now.
+    pub(crate) fn decide(&self, key: &JobKey, job: &PendingJob) -> Decision {
+        let status = job.status.clone().unwrap_or_default();
+        let decision = plan::decide(&Facts::of(job, &status, self.default_ttl), Timestamp::now());
+        debug!(namespace = %key.0, name = %key.1, ?decision, attempts = status.attempts, "decided");
+        decision
+    }
+
     /// The cached job `key`, if any.
     pub(crate) fn cached(&self, key: &JobKey) -> Option<Arc<PendingJob>> {
         self.cache.store.get(&ObjectRef::new(&key.1).within(&key.0))
@@ -208,8 +231,9 @@ impl Drop for Busy {
     }
 }
 
-/// Reconciles one job: decide from its cached status, and when it is due,
-/// start its attempt; otherwise requeue for when it will be.
+/// Reconciles one job: decide from its cached spec and status; when it is
+/// due, start its attempt; when it needs a write without a call, make it;
+/// otherwise requeue for when it will need something.
 pub async fn reconcile(job: Arc<PendingJob>, ctx: Arc<Context>) -> Result<Action, Error> {
     let key = (
         job.namespace().ok_or(Error::MissingField("metadata.namespace"))?,
@@ -221,28 +245,41 @@ pub async fn reconcile(job: Arc<PendingJob>, ctx: Arc<Context>) -> Result<Action
         return Ok(Action::await_change());
     };
     let status = job.status.clone().unwrap_or_default();
-    if let Some(action) = not_now(&key, &status) {
-        return Ok(action);
-    }
-    let uid = job.uid().ok_or(Error::MissingField("metadata.uid"))?;
-    if ctx.start_attempt(key, uid, term) {
-        // Its status write wakes the job again.
-        Ok(Action::await_change())
-    } else {
-        // Woken during its attempt (by that attempt's own write, say): look
-        // again once the task has ended, whatever it ended with.
-        Ok(Action::requeue(BUSY_RECHECK))
+    let decision = ctx.decide(&key, &job);
+    let done = match decision {
+        Decision::Attempt => {
+            let uid = job.uid().ok_or(Error::MissingField("metadata.uid"))?;
+            return Ok(if ctx.start_attempt(key, uid, term) {
+                // Its status write wakes the job again.
+                Action::await_change()
+            } else {
+                // Woken during its attempt (by that attempt's own write, say): look
+                // again once the task has ended, whatever it ended with.
+                Action::requeue(BUSY_RECHECK)
+            });
+        }
+        Decision::Wait(remaining) => return Ok(Action::requeue(remaining)),
+        Decision::Idle => return Ok(Action::await_change()),
+        Decision::Delete => upkeep::delete(&ctx, &job).await,
+        Decision::Amend(change) => upkeep::amend(&ctx, &job, &status, &change).await,
+    };
+    match done {
+        // The watch brings the change, and the next decision.
+        Ok(()) => Ok(Action::await_change()),
+        Err(error) => {
+            warn!(namespace = %key.0, name = %key.1, %error, "writing the job failed; retrying");
+            ctx.metrics.reconcile_errors.inc();
+            Ok(Action::requeue(UPKEEP_RETRY))
+        }
     }
 }
 
-/// The action for a job that is not due now, or `None` when it is.
-pub(crate) fn not_now(key: &JobKey, status: &PendingJobStatus) -> Option<Action> {
-    let decision = lifecycle::decide(status, Timestamp::now());
-    debug!(namespace = %key.0, name = %key.1, ?decision, attempts = status.attempts, "decided");
-    match decision {
+/// The action for a job that is not due for a call now, or `None` when it is.
+pub(crate) fn not_now(ctx: &Context, key: &JobKey, job: &PendingJob) -> Option<Action> {
+    match ctx.decide(key, job) {
         Decision::Attempt => None,
         Decision::Wait(remaining) => Some(Action::requeue(remaining)),
-        Decision::Finished => Some(Action::await_change()),
+        Decision::Idle | Decision::Delete | Decision::Amend(_) => Some(Action::await_change()),
     }
 }
 

@@ -14,7 +14,10 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, MicroTime, Time}
 use kube::{CustomResource, CustomResourceExt, KubeSchema};
 use schemars::{JsonSchema, Schema, SchemaGenerator, json_schema};
 
+pub use crate::dead_letter::{DeadLetter, DeadLetterStatus};
 pub use crate::destination::{Destination, DestinationSpec, DestinationStatus};
+pub use crate::plan::Redrive;
+pub use crate::retry_on::RetryOn;
 use serde::{Deserialize, Serialize};
 
 /// API group of the `PendingJob` resource.
@@ -72,6 +75,24 @@ pub struct PendingJobSpec {
     /// How to space out attempts while the target is unavailable.
     #[serde(default)]
     pub retry_policy: RetryPolicy,
+    /// True stops calls for this job (phase `Suspended`); false again
+    /// resumes its schedule from status. Suspended time does not count
+    /// against `retryPolicy.maxRetryDurationSeconds`.
+    #[serde(default)]
+    pub suspend: bool,
+    /// No attempt before this time (RFC 3339); a Pending job shows it as
+    /// its next retry.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub not_before: Option<Time>,
+    /// Seconds after `status.completionTime` at which the operator deletes
+    /// the finished job. Unset: the operator's `--ttl-seconds-after-finished`
+    /// default, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0, max = 31_536_000))]
+    pub ttl_seconds_after_finished: Option<i32>,
+    /// Where a JSON record of the job is sent when it fails.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dead_letter: Option<DeadLetter>,
 }
 
 /// A Destination in the job's namespace.
@@ -156,6 +177,16 @@ pub struct RetryPolicy {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1, max = 10000))]
     pub max_attempts: Option<i32>,
+    /// Seconds after creation (or the last redrive), suspended time not
+    /// counted, after which a job whose last attempt failed is given up
+    /// with reason `DeadlineExceeded`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 31_536_000))]
+    pub max_retry_duration_seconds: Option<i32>,
+    /// Status codes classified otherwise than by default (2xx delivered;
+    /// 408, 429 and 5xx retried; any other code fails the job).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry_on: Option<RetryOn>,
     /// Randomisation of each delay, to spread retries of many jobs:
     /// `None` (exact delays), `Full` (uniform in [0, delay]) or `Equal`
     /// (uniform in [delay/2, delay]).
@@ -170,6 +201,8 @@ impl Default for RetryPolicy {
             max_delay_seconds: default_max_delay(),
             multiplier: default_multiplier(),
             max_attempts: None,
+            max_retry_duration_seconds: None,
+            retry_on: None,
             jitter: Jitter::None,
         }
     }
@@ -188,13 +221,15 @@ pub enum Jitter {
 }
 
 /// Where a job is in its life.
-#[derive(JsonSchema, Deserialize, Serialize, Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(JsonSchema, Deserialize, Serialize, Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Phase {
     /// Stored, no attempt recorded yet.
     #[default]
     Pending,
     /// The last attempt failed; another is scheduled at `nextRetryTime`.
     Retrying,
+    /// `spec.suspend` is true: no calls until it is false again.
+    Suspended,
     /// The target accepted the call. Terminal.
     Succeeded,
     /// Given up: a permanent error or `maxAttempts` used up. Terminal.
@@ -212,7 +247,7 @@ impl Phase {
 #[derive(JsonSchema, Deserialize, Serialize, Clone, Debug, Default, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct PendingJobStatus {
-    /// Pending, Retrying, Succeeded or Failed.
+    /// Pending, Retrying, Suspended, Succeeded or Failed.
     #[serde(default)]
     pub phase: Phase,
     /// Calls made to the target so far.
@@ -242,6 +277,22 @@ pub struct PendingJobStatus {
     /// The spec generation this status was computed from.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
+    /// The last `pendingjob.dev/retry` annotation acted on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub redrive: Option<Redrive>,
+    /// Since when the job is suspended.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub suspend_time: Option<MicroTime>,
+    /// Seconds the job spent suspended since creation or its last redrive.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub suspended_seconds: i64,
+    /// The dead-letter record of a failed job.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dead_letter: Option<DeadLetterStatus>,
+}
+
+fn is_zero(n: &i64) -> bool {
+    *n == 0
 }
 
 fn default_timeout_seconds() -> i32 {
@@ -316,55 +367,5 @@ pub fn destination_crd_yaml() -> Result<String, serde_saphyr::ser::Error> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn checked_in(file: &str) -> String {
-        let path = format!("{}/crds/{file}", env!("CARGO_MANIFEST_DIR"));
-        std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("reading {path}: {e}"))
-    }
-
-    #[test]
-    fn checked_in_destination_crd_matches_the_code() {
-        let generated = destination_crd_yaml().expect("CRD renders as YAML");
-        assert!(
-            checked_in("destination.yaml") == generated,
-            "crds/destination.yaml has drifted from the Rust types; regenerate it with `make crds`"
-        );
-    }
-
-    #[test]
-    fn checked_in_crd_matches_the_code() {
-        let generated = crd_yaml().expect("CRD renders as YAML");
-        assert!(
-            checked_in("pendingjob.yaml") == generated,
-            "crds/pendingjob.yaml has drifted from the Rust types; regenerate it with `make crds`"
-        );
-    }
-
-    #[test]
-    fn checked_in_crd_parses_back_to_the_same_object() {
-        let parsed: serde_json::Value = serde_saphyr::from_str(&checked_in("pendingjob.yaml")).expect("YAML");
-        assert_eq!(parsed, serde_json::to_value(crd()).expect("CRD as JSON"));
-    }
-
-    #[test]
-    fn payload_policy_enforces_max_payload_bytes() {
-        let policy = checked_in("payload-limit.yaml");
-        assert!(
-            policy.contains(&format!("variables.payloadBytes <= {MAX_PAYLOAD_BYTES}\"")),
-            "{policy}"
-        );
-        assert!(
-            policy.contains(&format!("the limit is {MAX_PAYLOAD_BYTES}")),
-            "{policy}"
-        );
-    }
-
-    #[test]
-    fn status_defaults_to_pending_in_the_schema() {
-        let crd = serde_json::to_value(crd()).expect("CRD as JSON");
-        let status = &crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["status"];
-        assert_eq!(status["default"], serde_json::json!({"phase": "Pending"}));
-    }
-}
+#[path = "crd_tests.rs"]
+mod tests;

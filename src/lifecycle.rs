@@ -1,6 +1,5 @@
-//! A job's life as pure functions of its status and the clock: what to do
-//! now ([`decide`]) and what an attempt's outcome makes of the status
-//! ([`record`]). No I/O here, so every rule is table-tested.
+//! What an attempt's outcome makes of a job's status ([`record`]), as a
+//! pure function table-tested here; what to do now is [`crate::plan`].
 
 use std::time::Duration;
 
@@ -14,31 +13,6 @@ use crate::crd::{MAX_ERROR_BYTES, PendingJobStatus, Phase, RetryPolicy};
 pub const SUCCEEDED: &str = "Succeeded";
 /// Condition type set to True when the job was given up.
 pub const FAILED: &str = "Failed";
-
-/// What the controller should do with a job right now.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Decision {
-    /// Call the target now.
-    Attempt,
-    /// Nothing to do until this much time has passed.
-    Wait(Duration),
-    /// Succeeded or Failed: never call again.
-    Finished,
-}
-
-/// Decides from the recorded status alone, so a restarted operator (or one
-/// woken by an unrelated watch event) neither resets nor hastens the schedule.
-pub fn decide(status: &PendingJobStatus, now: Timestamp) -> Decision {
-    if status.phase.is_terminal() {
-        return Decision::Finished;
-    }
-    match &status.next_retry_time {
-        Some(MicroTime(due)) if *due > now => {
-            Decision::Wait(Duration::try_from(now.duration_until(*due)).unwrap_or_default())
-        }
-        _ => Decision::Attempt,
-    }
-}
 
 /// The result of one call to the target, as far as the job is concerned.
 #[derive(Clone, Debug, PartialEq)]
@@ -105,7 +79,13 @@ pub fn record(prev: &PendingJobStatus, attempt: &Attempt<'_>, outcome: &Outcome)
         completion_time: None,
         conditions: prev.conditions.clone(),
         observed_generation: attempt.generation,
+        redrive: prev.redrive.clone(),
+        suspend_time: None,
+        suspended_seconds: prev.suspended_seconds,
+        dead_letter: None,
     };
+    // `maxAttempts` counts from the last redrive.
+    let counted = attempts - prev.redrive.as_ref().map_or(0, |r| r.attempts);
     let finished = attempt.finished;
     match outcome {
         Outcome::Delivered { code } => {
@@ -126,7 +106,7 @@ pub fn record(prev: &PendingJobStatus, attempt: &Attempt<'_>, outcome: &Outcome)
                 finished,
             );
         }
-        Outcome::Retryable { code, error, .. } if attempt.policy.max_attempts.is_some_and(|max| attempts >= max) => {
+        Outcome::Retryable { code, error, .. } if attempt.policy.max_attempts.is_some_and(|max| counted >= max) => {
             next.last_status_code = code.map(i32::from);
             next.last_error = Some(truncate(error, MAX_ERROR_BYTES));
             let message = format!("gave up after {attempts} attempts; the last failed with: {error}");
@@ -153,7 +133,7 @@ pub fn record(prev: &PendingJobStatus, attempt: &Attempt<'_>, outcome: &Outcome)
     next
 }
 
-fn give_up(status: &mut PendingJobStatus, reason: &str, message: &str, now: Timestamp) {
+pub(crate) fn give_up(status: &mut PendingJobStatus, reason: &str, message: &str, now: Timestamp) {
     status.phase = Phase::Failed;
     status.completion_time = Some(Time(now));
     set_condition(status, FAILED, true, reason, message, now);
@@ -161,7 +141,14 @@ fn give_up(status: &mut PendingJobStatus, reason: &str, message: &str, now: Time
 }
 
 /// Sets a condition, keeping `lastTransitionTime` when its status is unchanged.
-fn set_condition(status: &mut PendingJobStatus, type_: &str, value: bool, reason: &str, message: &str, now: Timestamp) {
+pub(crate) fn set_condition(
+    status: &mut PendingJobStatus,
+    type_: &str,
+    value: bool,
+    reason: &str,
+    message: &str,
+    now: Timestamp,
+) {
     let value = if value { "True" } else { "False" };
     let transitioned = status
         .conditions
@@ -180,13 +167,13 @@ fn set_condition(status: &mut PendingJobStatus, type_: &str, value: bool, reason
     status.conditions.sort_by(|a, b| a.type_.cmp(&b.type_));
 }
 
-fn remove_condition(status: &mut PendingJobStatus, type_: &str) {
+pub(crate) fn remove_condition(status: &mut PendingJobStatus, type_: &str) {
     status.conditions.retain(|c| c.type_ != type_);
 }
 
 /// Rounds up to a whole microsecond, the precision status times are stored
 /// with: rounding down would let a retry start (a little) early.
-fn ceil_to_micros(t: Timestamp) -> Timestamp {
+pub(crate) fn ceil_to_micros(t: Timestamp) -> Timestamp {
     let micros = t.as_microsecond();
     let ceiled = if t.subsec_nanosecond() % 1_000 == 0 {
         micros
@@ -211,6 +198,11 @@ pub fn truncate(s: &str, max: usize) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::plan::{Decision, Facts};
+
+    fn decide(status: &PendingJobStatus, now: Timestamp) -> Decision {
+        crate::plan::decide(&Facts::plain(status), now)
+    }
 
     fn at(second: i64) -> Timestamp {
         Timestamp::from_second(1_800_000_000 + second).unwrap()
@@ -250,8 +242,8 @@ mod tests {
             (waiting(10, Phase::Retrying), Decision::Wait(Duration::from_secs(10))),
             (waiting(0, Phase::Retrying), Decision::Attempt),
             (waiting(-3, Phase::Retrying), Decision::Attempt),
-            (waiting(10, Phase::Succeeded), Decision::Finished),
-            (waiting(10, Phase::Failed), Decision::Finished),
+            (waiting(10, Phase::Succeeded), Decision::Idle),
+            (waiting(10, Phase::Failed), Decision::Idle),
         ];
         for (status, want) in cases {
             assert_eq!(decide(&status, at(0)), want, "{status:?}");
@@ -300,7 +292,7 @@ mod tests {
         assert!(done.completion_time.is_some());
         let c = condition(&done, SUCCEEDED).unwrap();
         assert_eq!((c.status.as_str(), c.reason.as_str()), ("True", "Delivered"));
-        assert_eq!(decide(&done, at(100)), Decision::Finished);
+        assert_eq!(decide(&done, at(100)), Decision::Idle);
     }
 
     #[test]
@@ -317,7 +309,7 @@ mod tests {
         assert_eq!((c.status.as_str(), c.reason.as_str()), ("True", "Rejected"));
         assert!(c.message.contains("404"), "{}", c.message);
         assert_eq!(condition(&status, SUCCEEDED).unwrap().status, "False");
-        assert_eq!(decide(&status, at(100)), Decision::Finished);
+        assert_eq!(decide(&status, at(100)), Decision::Idle);
     }
 
     #[test]

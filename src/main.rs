@@ -65,6 +65,10 @@ struct RunArgs {
     /// (Kubernetes 1.32 and later, with the `WatchList` feature gate on).
     #[arg(long, value_enum, default_value_t)]
     initial_list: InitialList,
+    /// Delete finished jobs that set no `spec.ttlSecondsAfterFinished` this
+    /// many seconds after they finish (default: keep them).
+    #[arg(long, value_name = "SECONDS")]
+    ttl_seconds_after_finished: Option<u64>,
     /// Log format.
     #[arg(long, value_enum, default_value_t)]
     log_format: LogFormat,
@@ -231,6 +235,7 @@ async fn run(args: RunArgs) -> ExitCode {
         identity,
         payload_cache_bytes: args.payload_cache_mib.saturating_mul(1 << 20),
         initial_list: args.initial_list,
+        default_ttl: args.ttl_seconds_after_finished.map(Duration::from_secs),
     };
     operator::run(clients, dispatcher, settings, admin, shutdown_on_signal()).await;
     let _ = stop_admin.send(());

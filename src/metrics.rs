@@ -7,7 +7,9 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
-use crate::crd::Phase;
+use std::sync::atomic::AtomicU64;
+
+use crate::gauges::JobGauges;
 use crate::lifecycle::Outcome;
 
 /// What an attempt's outcome was, as a label.
@@ -68,8 +70,17 @@ pub struct WriteErrorLabels {
 /// Labels of `pendingjob_jobs`.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct PhaseLabels {
+    /// The job's namespace.
+    pub namespace: String,
     /// The job phase.
     pub phase: String,
+}
+
+/// Labels of `pendingjob_dead_letters_total`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct DeadLetterLabels {
+    /// `delivered`, or `failed` for a call that will be retried.
+    pub result: &'static str,
 }
 
 /// The operator's metrics.
@@ -79,8 +90,19 @@ pub struct Metrics {
     pub attempts: Family<OutcomeLabels, Counter>,
     /// Duration of each HTTP call to a target.
     pub attempt_duration: Histogram,
-    /// Jobs in the watch cache by phase (set when scraped).
+    /// Jobs in the watch cache by namespace and phase (set when scraped,
+    /// by the leader only, so summing over replicas counts each job once).
     pub jobs: Family<PhaseLabels, Gauge>,
+    /// Seconds the most overdue job is past its due time (leader only).
+    pub oldest_due_seconds: Gauge<f64, AtomicU64>,
+    /// The most calls in flight at once (`--max-concurrent-dispatches`).
+    pub calls_limit: Gauge,
+    /// Seconds from a job's creation to the call the target accepted.
+    pub delivery_duration: Histogram,
+    /// Finished jobs deleted because their time to live was up.
+    pub ttl_deletions: Counter,
+    /// Dead-letter calls, by result.
+    pub dead_letters: Family<DeadLetterLabels, Counter>,
     /// Calls started.
     pub attempts_started: Counter,
     /// Attempts started and not yet recorded or dropped.
@@ -107,7 +129,29 @@ impl Default for Metrics {
             attempt_duration.clone(),
         );
         let jobs = Family::<PhaseLabels, Gauge>::default();
-        registry.register("jobs", "PendingJobs by phase", jobs.clone());
+        registry.register("jobs", "PendingJobs by namespace and phase (leader only)", jobs.clone());
+        let oldest_due_seconds = Gauge::<f64, AtomicU64>::default();
+        registry.register(
+            "oldest_due_seconds",
+            "How long the most overdue job has been due without a call (leader only)",
+            oldest_due_seconds.clone(),
+        );
+        let calls_limit = Gauge::default();
+        registry.register("calls_limit", "Most calls in flight at once", calls_limit.clone());
+        let delivery_duration = Histogram::new(exponential_buckets(0.05, 2.0, 20));
+        registry.register(
+            "delivery_duration_seconds",
+            "From a job's creation to the call its target accepted",
+            delivery_duration.clone(),
+        );
+        let ttl_deletions = Counter::default();
+        registry.register(
+            "ttl_deletions",
+            "Finished jobs deleted as their ttlSecondsAfterFinished was up",
+            ttl_deletions.clone(),
+        );
+        let dead_letters = Family::<DeadLetterLabels, Counter>::default();
+        registry.register("dead_letters", "Dead-letter calls, by result", dead_letters.clone());
         let attempts_started = Counter::default();
         registry.register("attempts_started", "Calls to targets started", attempts_started.clone());
         let attempts_in_flight = Gauge::default();
@@ -141,6 +185,11 @@ impl Default for Metrics {
             attempts,
             attempt_duration,
             jobs,
+            oldest_due_seconds,
+            calls_limit,
+            delivery_duration,
+            ttl_deletions,
+            dead_letters,
             attempts_started,
             attempts_in_flight,
             unrecorded_attempts,
@@ -186,18 +235,22 @@ impl Metrics {
             .inc();
     }
 
-    /// Sets `pendingjob_jobs` from the phases of all known jobs.
-    pub fn set_jobs_by_phase(&self, phases: impl IntoIterator<Item = Phase>) {
-        let mut counts = [0_i64; 4];
-        for phase in phases {
-            counts[phase_index(phase)] += 1;
-        }
-        for phase in [Phase::Pending, Phase::Retrying, Phase::Succeeded, Phase::Failed] {
+    /// Sets the job gauges from `gauges`, or clears them on a standby
+    /// (`None`), which reports none.
+    pub fn set_job_gauges(&self, gauges: Option<&JobGauges>) {
+        self.jobs.clear();
+        let Some(gauges) = gauges else {
+            self.oldest_due_seconds.set(0.0);
+            return;
+        };
+        for ((namespace, phase), count) in &gauges.by_phase {
             let labels = PhaseLabels {
+                namespace: namespace.clone(),
                 phase: format!("{phase:?}"),
             };
-            self.jobs.get_or_create(&labels).set(counts[phase_index(phase)]);
+            self.jobs.get_or_create(&labels).set(*count);
         }
+        self.oldest_due_seconds.set(gauges.oldest_due_seconds);
     }
 
     /// The OpenMetrics text exposition.
@@ -205,15 +258,6 @@ impl Metrics {
         let mut text = String::new();
         prometheus_client::encoding::text::encode(&mut text, &self.registry)?;
         Ok(text)
-    }
-}
-
-fn phase_index(phase: Phase) -> usize {
-    match phase {
-        Phase::Pending => 0,
-        Phase::Retrying => 1,
-        Phase::Succeeded => 2,
-        Phase::Failed => 3,
     }
 }
 
@@ -229,15 +273,17 @@ mod tests {
         metrics.attempt_started();
         metrics.attempt_dropped(DropReason::lost_leadership);
         metrics.status_write_failed("refused");
-        metrics.set_jobs_by_phase([Phase::Retrying, Phase::Retrying, Phase::Succeeded]);
+        let mut gauges = JobGauges::default();
+        gauges.by_phase.insert(("shop".into(), crate::crd::Phase::Retrying), 2);
+        gauges.oldest_due_seconds = 1.5;
+        metrics.set_job_gauges(Some(&gauges));
         metrics.leader.set(1);
         let text = metrics.encode().expect("encodes");
         for line in [
             "pendingjob_attempts_total{outcome=\"delivered\"} 1",
             "pendingjob_attempt_duration_seconds_count 1",
-            "pendingjob_jobs{phase=\"Retrying\"} 2",
-            "pendingjob_jobs{phase=\"Succeeded\"} 1",
-            "pendingjob_jobs{phase=\"Failed\"} 0",
+            "pendingjob_jobs{namespace=\"shop\",phase=\"Retrying\"} 2",
+            "pendingjob_oldest_due_seconds 1.5",
             "pendingjob_reconcile_errors_total 0",
             "pendingjob_attempts_started_total 2",
             "pendingjob_attempts_in_flight 1",

@@ -123,6 +123,9 @@ pub struct Settings {
     pub payload_cache_bytes: usize,
     /// How the caches are filled when their watches start.
     pub initial_list: InitialList,
+    /// How long after finishing a job that sets no `ttlSecondsAfterFinished`
+    /// is deleted; `None` keeps it.
+    pub default_ttl: Option<Duration>,
 }
 
 /// Runs the controller until `shutdown` turns true; then lets in-flight
@@ -173,19 +176,26 @@ pub async fn run(
         payloads: payloads.clone(),
         destinations: destinations.clone(),
     };
-    let ctx = Arc::new(Context::new(
-        clients.requests,
-        settings.namespace.clone(),
-        cache,
-        Calls {
-            dispatcher,
-            slots,
-            destination_changes,
-        },
-        admin.metrics.clone(),
-        &settings.identity,
-        leadership.clone(),
-    ));
+    let ctx = Arc::new(
+        Context::new(
+            clients.requests,
+            settings.namespace.clone(),
+            cache,
+            Calls {
+                dispatcher,
+                slots,
+                destination_changes,
+            },
+            admin.metrics.clone(),
+            &settings.identity,
+            leadership.clone(),
+        )
+        .with_default_ttl(settings.default_ttl),
+    );
+    admin
+        .metrics
+        .calls_limit
+        .set(i64::from(settings.max_concurrent_dispatches));
     tokio::spawn(follow_leadership(leadership.subscribe(), admin.metrics.clone()));
     // Reconciles only decide and start tasks; they never wait on a target.
     let config = controller::Config::default().concurrency(RECONCILE_CONCURRENCY);

@@ -120,7 +120,7 @@ async fn rbac_has_no_wildcards_and_only_the_verbs_the_code_uses() {
         );
     }
     // The controller lists and watches jobs, gets a due job whose cache
-    // lags and patches its status; it watches Destinations and patches
+    // lags, patches its status and deletes it when its TTL is up; it watches Destinations and patches
     // theirs, and gets (never lists or watches) the Secrets and ConfigMaps
     // they name; the recorder creates and patches Events; the elector gets,
     // creates and updates its Lease.
@@ -130,6 +130,7 @@ async fn rbac_has_no_wildcards_and_only_the_verbs_the_code_uses() {
             ("pendingjob.dev", "pendingjobs", "get"),
             ("pendingjob.dev", "pendingjobs", "list"),
             ("pendingjob.dev", "pendingjobs", "watch"),
+            ("pendingjob.dev", "pendingjobs", "delete"),
             ("pendingjob.dev", "pendingjobs/status", "patch"),
             ("pendingjob.dev", "destinations", "get"),
             ("pendingjob.dev", "destinations", "list"),
