@@ -44,6 +44,8 @@ pub const MAX_ERROR_BYTES: usize = 512;
     doc = "A durable, retried call to a downstream API. The operator sends the payload to the \
            target and retries with capped exponential backoff until the call succeeds or the \
            job is given up.",
+    // `kubectl get|annotate pendingjobs --field-selector status.phase=Failed`.
+    selectable = ".status.phase",
     printcolumn(name = "Phase", type_ = "string", json_path = ".status.phase"),
     printcolumn(name = "Destination", type_ = "string", json_path = ".spec.destinationRef.name"),
     printcolumn(name = "Attempts", type_ = "integer", json_path = ".status.attempts"),

@@ -8,6 +8,7 @@ mod destinations;
 mod egress;
 mod faults;
 mod jobs;
+mod lifecycle;
 mod operator;
 mod payloads;
 mod processes;
