@@ -30,6 +30,7 @@ use crate::backoff;
 use crate::breaker::Breakers;
 use crate::cache::JobCache;
 use crate::crd::{Destination, PendingJob};
+use crate::dead_letter;
 use crate::dispatch::Dispatcher;
 use crate::fence::{FIELD_MANAGER, JobKey};
 use crate::freshness::Freshness;
@@ -46,6 +47,8 @@ use crate::upkeep;
 
 /// When a job woken during its attempt is looked at again.
 const BUSY_RECHECK: Duration = Duration::from_secs(1);
+/// When a job whose dead letter is due is looked at again.
+const DEAD_LETTER_RECHECK: Duration = Duration::from_secs(5);
 /// When a delete or status change that failed is tried again.
 const UPKEEP_RETRY: Duration = Duration::from_secs(5);
 
@@ -216,6 +219,18 @@ impl Context {
         true
     }
 
+    /// Starts the dead-letter task of `job` (cached with `uid`), unless it
+    /// has a task already.
+    fn start_dead_letter(self: &Arc<Self>, key: JobKey, uid: String, term: Term) {
+        if self.stopping.is_cancelled() || !self.running().insert(key.clone()) {
+            return;
+        }
+        let busy = Busy(self.clone(), key);
+        self.tasks.spawn(async move {
+            dead_letter::send(&busy.0, &busy.1, &uid, term).await;
+        });
+    }
+
     fn running(&self) -> std::sync::MutexGuard<'_, HashSet<JobKey>> {
         self.running.lock().unwrap_or_else(PoisonError::into_inner)
     }
@@ -260,6 +275,12 @@ pub async fn reconcile(job: Arc<PendingJob>, ctx: Arc<Context>) -> Result<Action
         }
         Decision::Wait(remaining) => return Ok(Action::requeue(remaining)),
         Decision::Idle => return Ok(Action::await_change()),
+        Decision::DeadLetter => {
+            let uid = job.uid().ok_or(Error::MissingField("metadata.uid"))?;
+            ctx.start_dead_letter(key, uid, term);
+            // Its status write wakes the job; a wait for its destination does not.
+            return Ok(Action::requeue(DEAD_LETTER_RECHECK));
+        }
         Decision::Delete => upkeep::delete(&ctx, &job).await,
         Decision::Amend(change) => upkeep::amend(&ctx, &job, &status, &change).await,
     };
@@ -279,7 +300,7 @@ pub(crate) fn not_now(ctx: &Context, key: &JobKey, job: &PendingJob) -> Option<A
     match ctx.decide(key, job) {
         Decision::Attempt => None,
         Decision::Wait(remaining) => Some(Action::requeue(remaining)),
-        Decision::Idle | Decision::Delete | Decision::Amend(_) => Some(Action::await_change()),
+        Decision::Idle | Decision::Delete | Decision::Amend(_) | Decision::DeadLetter => Some(Action::await_change()),
     }
 }
 

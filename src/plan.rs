@@ -46,6 +46,8 @@ pub struct Facts<'a> {
     pub created: Timestamp,
     /// `spec.retryPolicy.maxRetryDurationSeconds`.
     pub max_retry_duration: Option<Duration>,
+    /// Whether `spec.deadLetter` is set.
+    pub dead_letter: bool,
 }
 
 impl<'a> Facts<'a> {
@@ -59,6 +61,7 @@ impl<'a> Facts<'a> {
             ttl_after_finished: None,
             created: Timestamp::UNIX_EPOCH,
             max_retry_duration: None,
+            dead_letter: false,
         }
     }
 
@@ -77,6 +80,7 @@ impl<'a> Facts<'a> {
                 .as_ref()
                 .map_or(Timestamp::UNIX_EPOCH, |t| t.0),
             max_retry_duration: job.spec.retry_policy.max_retry_duration_seconds.map(seconds),
+            dead_letter: job.spec.dead_letter.is_some(),
         }
     }
 }
@@ -94,6 +98,8 @@ pub enum Decision {
     Delete,
     /// Write this change to its status; no call.
     Amend(Amend),
+    /// Failed, with a dead-letter record due: send it.
+    DeadLetter,
 }
 
 /// A status change that needs no call.
@@ -121,6 +127,13 @@ pub fn decide(facts: &Facts<'_>, now: Timestamp) -> Decision {
         && status.redrive.as_ref().is_none_or(|done| done.value != value)
     {
         return Decision::Amend(Amend::Redrive(value.to_owned()));
+    }
+    if status.phase == Phase::Failed && facts.dead_letter && !status.dead_letter.as_ref().is_some_and(|d| d.delivered) {
+        // The record goes first; the time to live waits for it.
+        let due = status.dead_letter.as_ref().and_then(|d| d.next_attempt_time.as_ref());
+        return due
+            .and_then(|t| until(t.0, now))
+            .map_or(Decision::DeadLetter, Decision::Wait);
     }
     if status.phase.is_terminal() {
         return match (facts.ttl_after_finished, &status.completion_time) {

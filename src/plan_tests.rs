@@ -221,3 +221,36 @@ fn not_before_schedules_the_first_attempt_and_shows_it() {
         "a past time holds nothing"
     );
 }
+
+#[test]
+fn a_failed_job_sends_its_dead_letter_before_its_ttl_runs() {
+    let failed = finished(Phase::Failed, -100);
+    let facts = |status| Facts {
+        dead_letter: true,
+        ttl_after_finished: Some(secs(1)),
+        ..Facts::plain(status)
+    };
+    assert_eq!(decide(&facts(&failed), at(0)), Decision::DeadLetter);
+    let down = crate::lifecycle::Outcome::Retryable {
+        code: None,
+        error: "refused".into(),
+        retry_after: None,
+    };
+    let retried = crate::dead_letter::recorded(&failed, &down, at(0));
+    assert_eq!(decide(&facts(&retried), at(1)), Decision::Wait(secs(1)));
+    assert_eq!(decide(&facts(&retried), at(2)), Decision::DeadLetter);
+    let sent = crate::dead_letter::recorded(&retried, &crate::lifecycle::Outcome::Delivered { code: 200 }, at(2));
+    assert_eq!(decide(&facts(&sent), at(2)), Decision::Delete, "then the TTL");
+    let succeeded = finished(Phase::Succeeded, -100);
+    assert_eq!(
+        decide(
+            &Facts {
+                ttl_after_finished: None,
+                ..facts(&succeeded)
+            },
+            at(0)
+        ),
+        Decision::Idle,
+        "only failures are dead-lettered"
+    );
+}

@@ -255,3 +255,53 @@ async fn the_oldest_due_gauge_rises_while_the_operator_is_stopped_and_falls_afte
     .await;
     assert!(after < 1.0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_job_sends_its_dead_letter_with_retries_of_its_own() {
+    use axum::http::StatusCode;
+    let env = setup("dead-letter").await;
+    let api2 = MockApi2::start(&["--fail", "--fail-status", "400"]);
+    // The receiver is down at first: its 503s are retried, and the job stays Failed.
+    let receiver = crate::targets::Target::start(StatusCode::SERVICE_UNAVAILABLE).await;
+    let _operator = Operator::start(&env.namespace, &[]);
+    let extra = format!("  deadLetter:\n    url: {}/dead-letters\n", receiver.base);
+    let uid = apply(&env, &job_with("doomed", &api2.simulate_url(), "{}", &extra)).await;
+    wait_until("two dead-letter calls refused", SOON, || async {
+        (receiver.seen().len() >= 2).then_some(())
+    })
+    .await;
+    let failed = status(&env, "doomed").await;
+    assert_eq!(
+        (failed.phase, failed.attempts),
+        (Phase::Failed, 1),
+        "the job's outcome stands"
+    );
+    assert_eq!(failed.dead_letter.as_ref().map(|d| d.delivered), Some(false));
+
+    receiver.answer(StatusCode::ACCEPTED);
+    let sent = wait_status(&env, "doomed", "dead letter delivered", SOON, |s| {
+        s.dead_letter.as_ref().is_some_and(|d| d.delivered)
+    })
+    .await;
+    assert_eq!(sent.phase, Phase::Failed);
+    let calls = receiver.seen();
+    assert_eq!(
+        usize::try_from(sent.dead_letter.expect("status").attempts).expect("count"),
+        calls.len(),
+        "one call per recorded dead-letter attempt"
+    );
+    let last = calls.last().expect("a call");
+    assert_eq!(last.path, "/dead-letters");
+    assert_eq!(last.header("idempotency-key"), Some(format!("{uid}/dead-letter")));
+    let record = &last.body;
+    assert_eq!(record["name"], "doomed");
+    assert_eq!(record["namespace"], env.namespace.as_str());
+    assert_eq!(record["uid"], uid.as_str());
+    assert_eq!(record["attempts"], 1);
+    assert_eq!(record["lastStatusCode"], 400);
+    assert_eq!(record["reason"], "Rejected");
+    assert_eq!(record["payload"], serde_json::json!({"name": "doomed"}));
+    for field in ["lastError", "creationTimestamp", "lastAttemptTime", "completionTime"] {
+        assert!(record[field].is_string(), "{field} in {record}");
+    }
+}
