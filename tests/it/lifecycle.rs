@@ -305,3 +305,37 @@ async fn a_failed_job_sends_its_dead_letter_with_retries_of_its_own() {
         assert!(record[field].is_string(), "{field} in {record}");
     }
 }
+
+/// The shipped alerts: three, each on a metric the operator exports, and
+/// kept out of the default kustomization.
+#[test]
+fn the_prometheus_rule_alerts_on_metrics_the_operator_exports() {
+    let path = crate::support::repo_path("deploy/monitoring/prometheusrule.yaml");
+    let text = std::fs::read_to_string(&path).expect("reading the PrometheusRule");
+    let rule: serde_json::Value = serde_saphyr::from_str(&text).expect("YAML");
+    let rules = rule["spec"]["groups"][0]["rules"].as_array().expect("rules");
+    assert_eq!(rules.len(), 3);
+    // Families show once they have a series.
+    let metrics = pendingjob_operator::metrics::Metrics::default();
+    let mut gauges = pendingjob_operator::gauges::JobGauges::default();
+    gauges.by_phase.insert(("shop".into(), Phase::Failed), 1);
+    metrics.set_job_gauges(Some(&gauges));
+    metrics.status_write_failed("refused");
+    let exported = metrics.encode().expect("exposition");
+    for alert in rules {
+        let expr = alert["expr"].as_str().expect("expr");
+        let metric = expr
+            .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+            .find(|w| w.starts_with("pendingjob_"))
+            .expect("a pendingjob metric");
+        let family = metric.trim_end_matches("_total");
+        assert!(
+            exported.contains(&format!("# TYPE {family} ")),
+            "{} uses {metric}, which the operator does not export:\n{exported}",
+            alert["alert"]
+        );
+    }
+    let kustomization =
+        std::fs::read_to_string(crate::support::repo_path("deploy/kustomization.yaml")).expect("kustomization");
+    assert!(!kustomization.contains("monitoring"));
+}
