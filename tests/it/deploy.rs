@@ -306,7 +306,8 @@ async fn the_seed_scenario_runs_with_only_the_deploy_service_account() {
         metric(&text, "pendingjob_attempt_duration_seconds_count"),
         done.attempts as f64
     );
-    assert_eq!(metric(&text, "pendingjob_jobs{phase=\"Succeeded\"}"), 1.0);
+    let succeeded = format!("pendingjob_jobs{{namespace=\"{}\",phase=\"Succeeded\"}}", env.namespace);
+    assert_eq!(metric(&text, &succeeded), 1.0);
     assert_eq!(metric(&text, "pendingjob_leader"), 1.0);
     assert_eq!(metric(&text, "pendingjob_reconcile_errors_total"), 0.0);
 }

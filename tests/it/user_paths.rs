@@ -98,7 +98,8 @@ async fn every_first_call_with_a_64_kib_payload_reaches_a_healthy_mock() {
     let admin = operator.admin_url().await;
     wait_until("every job Succeeded", Duration::from_secs(300), || async {
         let (_, text) = http_get(&format!("{admin}/metrics")).await;
-        (metric(&text, "pendingjob_jobs{phase=\"Succeeded\"}") == JOBS as f64).then_some(text)
+        let succeeded = format!("pendingjob_jobs{{namespace=\"{}\",phase=\"Succeeded\"}}", env.namespace);
+        (text.contains(&succeeded) && metric(&text, &succeeded) == JOBS as f64).then_some(text)
     })
     .await;
     let (_, text) = http_get(&format!("{admin}/metrics")).await;
