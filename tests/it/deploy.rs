@@ -353,6 +353,13 @@ async fn two_replicas_one_dispatcher_and_a_takeover_after_sigkill() {
     );
     let (_, metrics) = http_get(&format!("{standby_admin}/metrics")).await;
     assert_eq!(metric(&metrics, "pendingjob_leader"), 0.0);
+    // Job gauges come from the leader only, so a sum over replicas counts
+    // each job once.
+    assert!(
+        !metrics.contains("pendingjob_jobs{"),
+        "the standby reports jobs:\n{metrics}"
+    );
+    assert_eq!(metric(&metrics, "pendingjob_oldest_due_seconds"), 0.0);
 
     let killed = Instant::now();
     leader.kill();
