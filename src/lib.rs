@@ -49,6 +49,7 @@ pub mod events;
 pub mod fence;
 pub mod freshness;
 pub mod gauges;
+pub mod intake;
 pub mod leader;
 pub mod lifecycle;
 pub mod listing;

@@ -109,6 +109,19 @@ async fn rbac_has_no_wildcards_and_only_the_verbs_the_code_uses() {
             .map(|(g, r, v)| ((*g).to_owned(), (*r).to_owned(), (*v).to_owned()))
             .collect()
     };
+    let intake_role: ClusterRole = deploy_object("intake.yaml", "ClusterRole", "pendingjob-intake");
+    // The intake creates and reads jobs, checks that a destination exists,
+    // and reviews its callers' tokens and permissions: nothing more.
+    assert_eq!(
+        rules(intake_role.rules),
+        expect(&[
+            ("pendingjob.dev", "pendingjobs", "create"),
+            ("pendingjob.dev", "pendingjobs", "get"),
+            ("pendingjob.dev", "destinations", "get"),
+            ("authentication.k8s.io", "tokenreviews", "create"),
+            ("authorization.k8s.io", "subjectaccessreviews", "create"),
+        ])
+    );
     let cluster_role: ClusterRole = deploy_object("rbac.yaml", "ClusterRole", "pendingjob-operator");
     let role: Role = deploy_object("rbac.yaml", "Role", "pendingjob-operator-leader-election");
     let cluster_rules = rules(cluster_role.rules);
@@ -157,6 +170,7 @@ async fn deployments_are_locked_down() {
     for (file, name, replicas) in [
         ("operator.yaml", "pendingjob-operator", 2),
         ("mock-api2.yaml", "mock-api2", 1),
+        ("intake.yaml", "pendingjob-intake", 2),
     ] {
         let deployment: Deployment = deploy_object(file, "Deployment", name);
         let spec = deployment.spec.expect("spec");

@@ -1,0 +1,159 @@
+//! Who calls the intake, and whether they may: the bearer token is checked
+//! with a TokenReview, the permission with a SubjectAccessReview, both by
+//! the API server itself. Answers are kept for [`REVIEW_TTL`], so a busy
+//! client costs the API server one review of each kind per 10 s, not one
+//! per request; a revoked token or permission is refused within that long.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::authentication::v1::{TokenReview, TokenReviewSpec, UserInfo};
+use k8s_openapi::api::authorization::v1::{ResourceAttributes, SubjectAccessReview, SubjectAccessReviewSpec};
+use kube::api::PostParams;
+use kube::{Api, Client};
+
+use crate::crd::GROUP;
+
+/// How long a review's answer is used.
+pub const REVIEW_TTL: Duration = Duration::from_secs(10);
+/// Most answers kept of each kind; past it, the oldest go.
+const MAX_KEPT: usize = 10_000;
+
+/// Why a request may not go on.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Denied {
+    /// No token, or one the API server does not accept: 401.
+    #[error("{0}")]
+    Unauthenticated(String),
+    /// The caller may not do this: 403.
+    #[error("{0}")]
+    Forbidden(String),
+    /// The API server could not be asked: 503.
+    #[error("{0}")]
+    Unavailable(String),
+}
+
+/// Reviews tokens and permissions, and remembers the answers briefly.
+pub struct Access {
+    client: Client,
+    callers: Mutex<HashMap<String, (Instant, UserInfo)>>,
+    grants: Mutex<HashMap<(String, String, &'static str), (Instant, bool)>>,
+}
+
+fn fresh<K: std::hash::Hash + Eq + Clone, V: Clone>(map: &Mutex<HashMap<K, (Instant, V)>>, key: &K) -> Option<V> {
+    let map = map.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    map.get(key)
+        .filter(|(at, _)| at.elapsed() < REVIEW_TTL)
+        .map(|(_, v)| v.clone())
+}
+
+fn keep<K: std::hash::Hash + Eq, V>(map: &Mutex<HashMap<K, (Instant, V)>>, key: K, value: V) {
+    let mut map = map.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    if map.len() >= MAX_KEPT {
+        map.retain(|_, (at, _)| at.elapsed() < REVIEW_TTL);
+        if map.len() >= MAX_KEPT {
+            map.clear();
+        }
+    }
+    map.insert(key, (Instant::now(), value));
+}
+
+impl Access {
+    /// Reviews with `client`, whose account may create TokenReviews and
+    /// SubjectAccessReviews.
+    pub fn new(client: Client) -> Self {
+        Self {
+            client,
+            callers: Mutex::default(),
+            grants: Mutex::default(),
+        }
+    }
+
+    /// The caller behind `authorization` (an `Authorization` header), if it
+    /// may `verb` pendingjobs in `namespace`.
+    pub async fn check(
+        &self,
+        authorization: Option<&str>,
+        namespace: &str,
+        verb: &'static str,
+    ) -> Result<UserInfo, Denied> {
+        let token = authorization
+            .and_then(|value| value.strip_prefix("Bearer "))
+            .map(str::trim)
+            .filter(|token| !token.is_empty())
+            .ok_or_else(|| {
+                Denied::Unauthenticated("a bearer token is required (Authorization: Bearer <token>)".into())
+            })?;
+        let user = match fresh(&self.callers, &token.to_owned()) {
+            Some(user) => user,
+            None => {
+                let user = self.review_token(token).await?;
+                keep(&self.callers, token.to_owned(), user.clone());
+                user
+            }
+        };
+        let username = user.username.clone().unwrap_or_default();
+        let grant = (username.clone(), namespace.to_owned(), verb);
+        let allowed = match fresh(&self.grants, &grant) {
+            Some(allowed) => allowed,
+            None => {
+                let allowed = self.review_access(&user, namespace, verb).await?;
+                keep(&self.grants, grant, allowed);
+                allowed
+            }
+        };
+        if !allowed {
+            return Err(Denied::Forbidden(format!(
+                "{username} may not {verb} pendingjobs in namespace {namespace}"
+            )));
+        }
+        Ok(user)
+    }
+
+    async fn review_token(&self, token: &str) -> Result<UserInfo, Denied> {
+        let review = TokenReview {
+            spec: TokenReviewSpec {
+                token: token.to_owned(),
+                ..TokenReviewSpec::default()
+            },
+            ..TokenReview::default()
+        };
+        let answer = Api::<TokenReview>::all(self.client.clone())
+            .create(&PostParams::default(), &review)
+            .await
+            .map_err(|e| Denied::Unavailable(format!("reviewing the token: {e}")))?;
+        let status = answer.status.unwrap_or_default();
+        match (status.authenticated, status.user) {
+            (Some(true), Some(user)) => Ok(user),
+            _ => Err(Denied::Unauthenticated(
+                "the bearer token is not valid for this cluster".into(),
+            )),
+        }
+    }
+
+    async fn review_access(&self, user: &UserInfo, namespace: &str, verb: &'static str) -> Result<bool, Denied> {
+        let review = SubjectAccessReview {
+            spec: SubjectAccessReviewSpec {
+                user: user.username.clone(),
+                uid: user.uid.clone(),
+                groups: user.groups.clone(),
+                extra: user.extra.clone(),
+                resource_attributes: Some(ResourceAttributes {
+                    namespace: Some(namespace.to_owned()),
+                    verb: Some(verb.to_owned()),
+                    group: Some(GROUP.to_owned()),
+                    resource: Some("pendingjobs".to_owned()),
+                    ..ResourceAttributes::default()
+                }),
+                ..SubjectAccessReviewSpec::default()
+            },
+            ..SubjectAccessReview::default()
+        };
+        let answer = Api::<SubjectAccessReview>::all(self.client.clone())
+            .create(&PostParams::default(), &review)
+            .await
+            .map_err(|e| Denied::Unavailable(format!("reviewing access: {e}")))?;
+        Ok(answer.status.is_some_and(|s| s.allowed))
+    }
+}

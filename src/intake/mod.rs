@@ -1,0 +1,291 @@
+//! `pendingjob-intake`: the seed's API 1 over plain HTTP. It stores the
+//! intent as a PendingJob and answers at once; the operator does the rest.
+//!
+//! - `POST /v1/namespaces/{ns}/destinations/{destination}/jobs`: the body
+//!   is the JSON payload; query `path`, `method`, `notBefore`; header
+//!   `Idempotency-Key`. `202 Accepted` only once the API server has stored
+//!   the job, with `Location` and `{name, uid, status}`. A retry with the
+//!   same key and the same request answers `200` with the same body; the
+//!   same key with another request, `409`.
+//! - `GET /v1/namespaces/{ns}/pendingjobs/{name}`: the job's state.
+//! - `POST /api1/process`: the seed article's shape, for one namespace and
+//!   destination fixed by flags (a demo convenience).
+//!
+//! Callers authenticate with a bearer token ([`access`]); jobs are created
+//! with the intake's own account and record the caller in an annotation.
+
+pub mod access;
+pub mod request;
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, Path, Query, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use kube::api::PostParams;
+use kube::{Api, Client, ResourceExt};
+use serde::Deserialize;
+use serde_json::json;
+use tracing::{info, warn};
+
+use crate::crd::{Destination, MAX_PAYLOAD_BYTES, Method, PendingJob};
+use access::{Access, Denied};
+use request::JobRequest;
+
+/// Largest body read at all; bodies over [`MAX_PAYLOAD_BYTES`] get a 413.
+const BODY_READ_LIMIT: usize = 4 * MAX_PAYLOAD_BYTES;
+
+/// The namespace and destination of `POST /api1/process`.
+#[derive(Clone, Debug)]
+pub struct Seed {
+    /// Where its jobs go.
+    pub namespace: String,
+    /// The Destination they call.
+    pub destination: String,
+}
+
+/// The intake's state.
+pub struct Intake {
+    client: Client,
+    access: Access,
+    seed: Option<Seed>,
+}
+
+/// An answer that is an error, as `{"error": message}`.
+struct Problem(StatusCode, String);
+
+impl IntoResponse for Problem {
+    fn into_response(self) -> Response {
+        (self.0, axum::Json(json!({"error": self.1}))).into_response()
+    }
+}
+
+impl From<Denied> for Problem {
+    fn from(denied: Denied) -> Self {
+        let code = match denied {
+            Denied::Unauthenticated(_) => StatusCode::UNAUTHORIZED,
+            Denied::Forbidden(_) => StatusCode::FORBIDDEN,
+            Denied::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+        };
+        Self(code, denied.to_string())
+    }
+}
+
+/// Query parameters of a POST.
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct JobQuery {
+    path: Option<String>,
+    method: Option<String>,
+    not_before: Option<String>,
+}
+
+impl Intake {
+    /// An intake that creates jobs and reviews callers with `client`.
+    pub fn new(client: Client, seed: Option<Seed>) -> Self {
+        Self {
+            access: Access::new(client.clone()),
+            client,
+            seed,
+        }
+    }
+
+    /// The HTTP routes.
+    pub fn router(self) -> Router {
+        Router::new()
+            .route(
+                "/v1/namespaces/{namespace}/destinations/{destination}/jobs",
+                post(create_job),
+            )
+            .route("/v1/namespaces/{namespace}/pendingjobs/{name}", get(get_job))
+            .route("/api1/process", post(seed_process))
+            .route("/healthz", get(|| async { "ok" }))
+            .layer(DefaultBodyLimit::max(BODY_READ_LIMIT))
+            .with_state(Arc::new(self))
+    }
+}
+
+fn authorization(headers: &HeaderMap) -> Option<&str> {
+    headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok())
+}
+
+fn status_url(namespace: &str, name: &str) -> String {
+    format!("/v1/namespaces/{namespace}/pendingjobs/{name}")
+}
+
+/// What was asked, checked: a JSON body within the payload limit, a known
+/// method, an RFC 3339 `notBefore`.
+fn parse(
+    namespace: String,
+    destination: String,
+    query: JobQuery,
+    headers: &HeaderMap,
+    body: &Bytes,
+) -> Result<JobRequest, Problem> {
+    if body.len() > MAX_PAYLOAD_BYTES {
+        return Err(Problem(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("the payload is {} bytes; the limit is {MAX_PAYLOAD_BYTES}", body.len()),
+        ));
+    }
+    let payload: serde_json::Value = serde_json::from_slice(body)
+        .map_err(|e| Problem(StatusCode::BAD_REQUEST, format!("the body is not JSON: {e}")))?;
+    let bad = |what: String| Problem(StatusCode::BAD_REQUEST, what);
+    let method = match query.method {
+        None => Method::Post,
+        Some(m) => serde_json::from_value(json!(m.to_uppercase()))
+            .map_err(|_| bad(format!("method {m:?} is not one of GET, POST, PUT, PATCH, DELETE")))?,
+    };
+    let not_before = match query.not_before {
+        None => None,
+        Some(t) => Some(Time(
+            t.parse()
+                .map_err(|_| bad(format!("notBefore {t:?} is not an RFC 3339 time")))?,
+        )),
+    };
+    let idempotency_key = match headers.get("idempotency-key") {
+        None => None,
+        Some(key) => Some(
+            key.to_str()
+                .ok()
+                .filter(|k| !k.is_empty() && k.len() <= 256)
+                .ok_or_else(|| bad("Idempotency-Key must be 1-256 visible ASCII characters".into()))?
+                .to_owned(),
+        ),
+    };
+    Ok(JobRequest {
+        namespace,
+        destination,
+        path: query.path,
+        method,
+        not_before,
+        idempotency_key,
+        payload,
+    })
+}
+
+async fn create_job(
+    State(intake): State<Arc<Intake>>,
+    Path((namespace, destination)): Path<(String, String)>,
+    Query(query): Query<JobQuery>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, Problem> {
+    let caller = intake
+        .access
+        .check(authorization(&headers), &namespace, "create")
+        .await?;
+    let request = parse(namespace, destination, query, &headers, &body)?;
+    let (code, accepted) = store(&intake, &request, caller.username.as_deref().unwrap_or_default()).await?;
+    Ok(accepted_response(code, &request.namespace, &accepted))
+}
+
+async fn seed_process(State(intake): State<Arc<Intake>>, headers: HeaderMap, body: Bytes) -> Result<Response, Problem> {
+    let Some(seed) = intake.seed.clone() else {
+        return Err(Problem(
+            StatusCode::NOT_FOUND,
+            "POST /api1/process needs the intake's --seed-namespace and --seed-destination".into(),
+        ));
+    };
+    let caller = intake
+        .access
+        .check(authorization(&headers), &seed.namespace, "create")
+        .await?;
+    let request = parse(seed.namespace, seed.destination, JobQuery::default(), &headers, &body)?;
+    let (code, job) = store(&intake, &request, caller.username.as_deref().unwrap_or_default()).await?;
+    let mut answer = accepted_response(code, &request.namespace, &job);
+    *answer.body_mut() = axum::body::Body::from(
+        json!({
+            "message": "Request received. Will process when API 2 recovers.",
+            "name": job.name_any(),
+            "uid": job.uid(),
+            "status": status_url(&request.namespace, &job.name_any()),
+        })
+        .to_string(),
+    );
+    Ok(answer)
+}
+
+fn accepted_response(code: StatusCode, namespace: &str, job: &PendingJob) -> Response {
+    let url = status_url(namespace, &job.name_any());
+    let body = json!({"name": job.name_any(), "uid": job.uid(), "status": url});
+    (code, [(header::LOCATION, url)], axum::Json(body)).into_response()
+}
+
+/// Stores the job `request` asks for; answers 202 once it is stored, 200
+/// when a retry finds the job its key named, and a problem otherwise.
+async fn store(intake: &Intake, request: &JobRequest, user: &str) -> Result<(StatusCode, PendingJob), Problem> {
+    let namespace = &request.namespace;
+    let destinations: Api<Destination> = Api::namespaced(intake.client.clone(), namespace);
+    match destinations.get_opt(&request.destination).await {
+        Ok(Some(_)) => {}
+        Ok(None) => {
+            return Err(Problem(
+                StatusCode::NOT_FOUND,
+                format!("destination {} not found in namespace {namespace}", request.destination),
+            ));
+        }
+        Err(e) => return Err(unavailable(&e)),
+    }
+    let jobs: Api<PendingJob> = Api::namespaced(intake.client.clone(), namespace);
+    match jobs.create(&PostParams::default(), &request.job(user)).await {
+        Ok(job) => {
+            info!(%namespace, name = %job.name_any(), %user, "job stored");
+            Ok((StatusCode::ACCEPTED, job))
+        }
+        Err(kube::Error::Api(e)) if e.code == 409 && request.name().is_some() => {
+            let name = request.name().unwrap_or_default();
+            match jobs.get_opt(&name).await {
+                Ok(Some(job)) if request.same_as(&job) => Ok((StatusCode::OK, job)),
+                Ok(_) => Err(Problem(
+                    StatusCode::CONFLICT,
+                    "this Idempotency-Key was used for a different request".into(),
+                )),
+                Err(e) => Err(unavailable(&e)),
+            }
+        }
+        Err(kube::Error::Api(e)) if e.code == 422 || e.code == 400 => {
+            Err(Problem(StatusCode::UNPROCESSABLE_ENTITY, e.message))
+        }
+        Err(e) => Err(unavailable(&e)),
+    }
+}
+
+fn unavailable(error: &kube::Error) -> Problem {
+    warn!(%error, "the API server could not be reached");
+    Problem(
+        StatusCode::SERVICE_UNAVAILABLE,
+        format!("the API server could not store or read the job: {error}"),
+    )
+}
+
+async fn get_job(
+    State(intake): State<Arc<Intake>>,
+    Path((namespace, name)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Result<Response, Problem> {
+    intake.access.check(authorization(&headers), &namespace, "get").await?;
+    let jobs: Api<PendingJob> = Api::namespaced(intake.client.clone(), &namespace);
+    let job = jobs.get_opt(&name).await.map_err(|e| unavailable(&e))?.ok_or_else(|| {
+        Problem(
+            StatusCode::NOT_FOUND,
+            format!("pendingjob {name} not found in namespace {namespace}"),
+        )
+    })?;
+    let status = job.status.clone().unwrap_or_default();
+    Ok(axum::Json(json!({
+        "name": job.name_any(),
+        "uid": job.uid(),
+        "destination": job.spec.destination_ref.as_ref().map(|d| &d.name),
+        "phase": status.phase,
+        "attempts": status.attempts,
+        "nextRetryTime": status.next_retry_time,
+        "lastStatusCode": status.last_status_code,
+        "lastError": status.last_error,
+    }))
+    .into_response())
+}
