@@ -25,7 +25,7 @@ async fn uid(env: &TestEnv, name: &str) -> String {
 }
 
 /// `kubectl apply --server-side -k deploy/`, once per test process.
-fn install_deploy() {
+pub(crate) fn install_deploy() {
     static APPLIED: std::sync::OnceLock<()> = std::sync::OnceLock::new();
     APPLIED.get_or_init(|| {
         install_crds();

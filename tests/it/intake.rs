@@ -21,7 +21,21 @@ struct Intake {
 }
 
 impl Intake {
+    /// Starts the intake as deploy/ runs it: with the token of its own
+    /// ServiceAccount, and only the permissions deploy/intake.yaml gives it.
     async fn start(args: &[&str]) -> Self {
+        crate::deploy::install_deploy();
+        let token = kubectl(&[
+            "create",
+            "token",
+            "pendingjob-intake",
+            "-n",
+            "pendingjob-system",
+            "--duration",
+            "1h",
+        ]);
+        assert!(token.status.success(), "kubectl create token: {token:?}");
+        let kubeconfig = crate::support::kubeconfig_file(Some(String::from_utf8_lossy(&token.stdout).trim()), None);
         let dir = std::env::temp_dir().join("pendingjob-it");
         std::fs::create_dir_all(&dir).expect("log directory");
         let log = dir.join(format!("{}.log", unique_name("intake")));
@@ -30,6 +44,7 @@ impl Intake {
             .args(args)
             .stderr(std::fs::File::create(&log).expect("log file"))
             .stdout(std::process::Stdio::null())
+            .env("KUBECONFIG", &kubeconfig)
             .spawn()
             .expect("starting pendingjob-intake");
         let port = wait_until("the intake to listen", Duration::from_secs(10), || async {
