@@ -5,7 +5,10 @@
 #   2. apply the seed's { "name": "hello" } job from examples/;
 #   3. watch `kubectl get pendingjobs` as the delays grow: 2 s, 4 s, 8 s;
 #   4. flip API 2 back on and see the job Succeeded;
-#   5. clean up what the demo started.
+#   5. the seed's own flow through API 1 (pendingjob-intake): curl POSTs
+#      {"name":"hello"}, the job retries while API 2 is down, API 2 comes
+#      back, the job succeeds, and curl GETs its status;
+#   6. clean up what the demo started.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -16,12 +19,12 @@ WORK=$(mktemp -d)
 
 say() { printf '\n\033[1m==> %s\033[0m\n' "$*"; }
 
-started_plane= api2_pid= operator_pid=
+started_plane= api2_pid= operator_pid= intake_pid=
 cleanup() {
 	local rc=$?
 	say "cleaning up"
-	kubectl delete pendingjob hello --namespace "$NAMESPACE" --ignore-not-found --wait=false >/dev/null 2>&1 || true
-	for pid in $operator_pid $api2_pid; do
+	kubectl delete pendingjobs --all --namespace "$NAMESPACE" --ignore-not-found --wait=false >/dev/null 2>&1 || true
+	for pid in $intake_pid $operator_pid $api2_pid; do
 		kill "$pid" 2>/dev/null && wait "$pid" 2>/dev/null || true
 	done
 	[[ -n $started_plane ]] && "$CLUSTER" down
@@ -30,7 +33,7 @@ cleanup() {
 }
 trap cleanup EXIT
 
-say "building pendingjob-operator and mock-api2"
+say "building pendingjob-operator, pendingjob-intake and mock-api2"
 cargo build --locked --bins
 BIN_DIR=${CARGO_TARGET_DIR:-target}/debug
 
@@ -108,5 +111,70 @@ kubectl get pendingjobs --namespace "$NAMESPACE"
 
 say "what API 2 saw (one idempotency key: the job's UID)"
 curl -fsS "$API2/api2/stats" | head -c 300
+echo
+
+say "the seed's API 1: pendingjob-intake, with API 2 down again"
+curl -fsS -X POST "$API2/api2/toggle"
+echo
+kubectl apply --namespace "$NAMESPACE" -f - <<YAML
+apiVersion: pendingjob.dev/v1alpha1
+kind: Destination
+metadata: {name: api2}
+spec: {url: "$API2/api2/simulate"}
+---
+apiVersion: v1
+kind: ServiceAccount
+metadata: {name: ui}
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: Role
+metadata: {name: pendingjob-writer}
+rules: [{apiGroups: [pendingjob.dev], resources: [pendingjobs], verbs: [create, get]}]
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: RoleBinding
+metadata: {name: ui-writes-pendingjobs}
+roleRef: {apiGroup: rbac.authorization.k8s.io, kind: Role, name: pendingjob-writer}
+subjects: [{kind: ServiceAccount, name: ui, namespace: "$NAMESPACE"}]
+YAML
+"$BIN_DIR/pendingjob-intake" --listen 127.0.0.1:0 --seed-namespace "$NAMESPACE" --seed-destination api2 \
+	>/dev/null 2>"$WORK/intake.log" &
+intake_pid=$!
+INTAKE=
+for _ in $(seq 1 100); do
+	INTAKE=$(grep -o 'address=127.0.0.1:[0-9]*' "$WORK/intake.log" 2>/dev/null | head -n 1 | cut -d= -f2) && [[ -n $INTAKE ]] && break
+	sleep 0.1
+done
+[[ -n $INTAKE ]] || {
+	echo "pendingjob-intake did not start: $(cat "$WORK/intake.log")" >&2
+	exit 1
+}
+TOKEN=$(kubectl create token ui --namespace "$NAMESPACE" --duration 10m)
+
+say "curl -X POST http://$INTAKE/api1/process -d '{\"name\":\"hello\"}'   (token of ServiceAccount ui)"
+answer=$(curl -fsS -X POST "http://$INTAKE/api1/process" -H "Authorization: Bearer $TOKEN" \
+	-H 'Content-Type: application/json' -d '{"name":"hello"}')
+echo "$answer"
+JOB=$(echo "$answer" | grep -o '"name":"[^"]*"' | cut -d'"' -f4)
+STATUS=$(echo "$answer" | grep -o '"status":"[^"]*"' | cut -d'"' -f4)
+
+say "kubectl get pendingjob $JOB, while API 2 is down"
+deadline=$((SECONDS + 30))
+until [[ $(kubectl get pendingjob "$JOB" --namespace "$NAMESPACE" -o jsonpath='{.status.attempts}') -ge 2 ]]; do
+	((SECONDS < deadline)) || {
+		echo "the intake's job did not retry in 30 s" >&2
+		exit 1
+	}
+	sleep 0.2
+done
+kubectl get pendingjob "$JOB" --namespace "$NAMESPACE"
+
+say "POST $API2/api2/toggle   (API 2 is back)"
+curl -fsS -X POST "$API2/api2/toggle"
+echo
+kubectl wait --for=condition=Succeeded "pendingjob/$JOB" --namespace "$NAMESPACE" --timeout=60s
+
+say "curl http://$INTAKE$STATUS"
+curl -fsS "http://$INTAKE$STATUS" -H "Authorization: Bearer $TOKEN"
 echo
 say "demo complete"

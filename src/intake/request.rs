@@ -24,7 +24,7 @@ pub struct JobRequest {
     pub namespace: String,
     /// The Destination to call.
     pub destination: String,
-    /// Path appended to the destination's URL.
+    /// Path appended to the destination's URL; none calls the URL itself.
     pub path: Option<String>,
     /// HTTP method.
     pub method: Method,
@@ -84,7 +84,7 @@ impl JobRequest {
             spec: PendingJobSpec {
                 target: Target {
                     url: None,
-                    path: Some(self.path.clone().unwrap_or_else(|| "/".to_owned())),
+                    path: self.path.clone(),
                     method: self.method,
                     headers: BTreeMap::new(),
                     timeout_seconds: 10,
