@@ -34,21 +34,26 @@ pub enum Denied {
     Unavailable(String),
 }
 
+/// Answers kept: when each was given, by what it answers.
+type Kept<K, V> = Mutex<HashMap<K, (Instant, V)>>;
+/// A permission asked: who, in which namespace, which verb.
+type Grant = (String, String, &'static str);
+
 /// Reviews tokens and permissions, and remembers the answers briefly.
 pub struct Access {
     client: Client,
-    callers: Mutex<HashMap<String, (Instant, UserInfo)>>,
-    grants: Mutex<HashMap<(String, String, &'static str), (Instant, bool)>>,
+    callers: Kept<String, UserInfo>,
+    grants: Kept<Grant, bool>,
 }
 
-fn fresh<K: std::hash::Hash + Eq + Clone, V: Clone>(map: &Mutex<HashMap<K, (Instant, V)>>, key: &K) -> Option<V> {
+fn fresh<K: std::hash::Hash + Eq + Clone, V: Clone>(map: &Kept<K, V>, key: &K) -> Option<V> {
     let map = map.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
     map.get(key)
         .filter(|(at, _)| at.elapsed() < REVIEW_TTL)
         .map(|(_, v)| v.clone())
 }
 
-fn keep<K: std::hash::Hash + Eq, V>(map: &Mutex<HashMap<K, (Instant, V)>>, key: K, value: V) {
+fn keep<K: std::hash::Hash + Eq, V>(map: &Kept<K, V>, key: K, value: V) {
     let mut map = map.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
     if map.len() >= MAX_KEPT {
         map.retain(|_, (at, _)| at.elapsed() < REVIEW_TTL);
