@@ -5,7 +5,7 @@ Every run uses the release binaries in $BIN_DIR, the cluster in $KUBECONFIG
 and the pinned kubectl in $PATH. Everything binds 127.0.0.1, is bounded in
 count and time, and is stopped by PID. Sizes can be lowered for a quick look:
 BENCH_SINGLE (100), BENCH_RETRYING (1000), BENCH_DRAIN (10000), BENCH_BIG (2000),
-BENCH_BREAKER (500).
+BENCH_BREAKER (500), BENCH_INTAKE (2000).
 """
 
 import json
@@ -26,7 +26,8 @@ RETRYING = int(os.environ.get("BENCH_RETRYING", 1000))
 DRAIN = int(os.environ.get("BENCH_DRAIN", 10000))
 BIG = int(os.environ.get("BENCH_BIG", 2000))
 BREAKER = int(os.environ.get("BENCH_BREAKER", 500))
-# BENCH_ONLY=latency,lateness,isolation,drain,breaker runs only those sections.
+INTAKE = int(os.environ.get("BENCH_INTAKE", 2000))
+# BENCH_ONLY=latency,lateness,isolation,drain,breaker,intake runs only those sections.
 WORK = tempfile.mkdtemp(prefix="pendingjob-bench-")
 # Runs with a single target let it have the whole pool of 16 calls; the
 # isolation run keeps the defaults (16 in all, 4 per target).
@@ -355,9 +356,36 @@ def breaker():
           f"without it {off[0]} calls during the outage, {off[1]:.1f} s after recovery ({off[2]} calls in all)")
 
 
+def intake():
+    """Creates through pendingjob-intake beside a tight client's creates of
+    the same jobs on the same API server, 32 at once each."""
+    api2 = Api2("api2-intake")
+    ns = namespace("intake")
+    kubectl("apply", "--namespace", ns, "-f", "-", stdin=json.dumps({"apiVersion": "v1", "kind": "List", "items": [
+        {"apiVersion": "pendingjob.dev/v1alpha1", "kind": "Destination", "metadata": {"name": "api2"},
+         "spec": {"url": api2.url}},
+        {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "bench"}},
+        {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role", "metadata": {"name": "writer"},
+         "rules": [{"apiGroups": ["pendingjob.dev"], "resources": ["pendingjobs"], "verbs": ["create", "get"]}]},
+        {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding", "metadata": {"name": "writer"},
+         "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "writer"},
+         "subjects": [{"kind": "ServiceAccount", "name": "bench", "namespace": ns}]}]}))
+    token = kubectl("create", "token", "bench", "--namespace", ns, "--duration", "1h").strip()
+    child = start("intake", f"{BIN}/pendingjob-intake", "--listen", "127.0.0.1:0")
+    log = os.path.join(WORK, "intake.log")
+    port = wait("the intake to listen", 30, lambda: re.search(r"address=127\.0\.0\.1:(\d+)", open(log).read()))
+    out = subprocess.run([f"{BIN}/examples/create_rate", ns, "api2", f"http://127.0.0.1:{port.group(1)}", token,
+                          str(INTAKE), "32"], capture_output=True, text=True, check=True).stdout
+    stop(child)
+    rates = dict(re.findall(r"^(raw|intake) creates: .*?([\d.]+)/s", out, re.M))
+    print(out.strip().replace("\n", "; "))
+    print(f"intake: {rates['intake']}/s against {rates['raw']}/s for a tight client's creates of the same jobs: "
+          f"ratio {float(rates['intake']) / float(rates['raw']):.2f}")
+
+
 def main():
     sections = {"latency": latency, "lateness": lateness_and_writes, "isolation": isolation,
-                "drain": drain_and_memory, "breaker": breaker}
+                "drain": drain_and_memory, "breaker": breaker, "intake": intake}
     only = os.environ.get("BENCH_ONLY", ",".join(sections)).split(",")
     try:
         for name in only:

@@ -17,7 +17,9 @@
 pub mod access;
 pub mod request;
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::body::Bytes;
@@ -48,11 +50,17 @@ pub struct Seed {
     pub destination: String,
 }
 
+/// How long a destination seen is taken to exist without asking again.
+const DESTINATION_TTL: Duration = Duration::from_secs(10);
+
 /// The intake's state.
 pub struct Intake {
     client: Client,
     access: Access,
     seed: Option<Seed>,
+    /// Destinations seen lately, and when: one read per destination per
+    /// [`DESTINATION_TTL`], not one per request.
+    destinations: Mutex<HashMap<(String, String), Instant>>,
 }
 
 /// An answer that is an error, as `{"error": message}`.
@@ -91,6 +99,7 @@ impl Intake {
             access: Access::new(client.clone()),
             client,
             seed,
+            destinations: Mutex::default(),
         }
     }
 
@@ -220,18 +229,11 @@ fn accepted_response(code: StatusCode, namespace: &str, job: &PendingJob) -> Res
 /// when a retry finds the job its key named, and a problem otherwise.
 async fn store(intake: &Intake, request: &JobRequest, user: &str) -> Result<(StatusCode, PendingJob), Problem> {
     let namespace = &request.namespace;
-    let destinations: Api<Destination> = Api::namespaced(intake.client.clone(), namespace);
-    match destinations.get_opt(&request.destination).await {
-        Ok(Some(_)) => {}
-        Ok(None) => {
-            return Err(Problem(
-                StatusCode::NOT_FOUND,
-                format!("destination {} not found in namespace {namespace}", request.destination),
-            ));
-        }
-        Err(e) => return Err(unavailable(&e)),
+    if !intake.destination_seen(namespace, &request.destination) {
+        check_destination(intake, namespace, &request.destination).await?;
     }
     let jobs: Api<PendingJob> = Api::namespaced(intake.client.clone(), namespace);
+
     match jobs.create(&PostParams::default(), &request.job(user)).await {
         Ok(job) => {
             info!(%namespace, name = %job.name_any(), %user, "job stored");
@@ -251,6 +253,34 @@ async fn store(intake: &Intake, request: &JobRequest, user: &str) -> Result<(Sta
         Err(kube::Error::Api(e)) if e.code == 422 || e.code == 400 => {
             Err(Problem(StatusCode::UNPROCESSABLE_ENTITY, e.message))
         }
+        Err(e) => Err(unavailable(&e)),
+    }
+}
+
+impl Intake {
+    fn destination_seen(&self, namespace: &str, name: &str) -> bool {
+        let seen = self.destinations.lock().unwrap_or_else(PoisonError::into_inner);
+        seen.get(&(namespace.to_owned(), name.to_owned()))
+            .is_some_and(|at| at.elapsed() < DESTINATION_TTL)
+    }
+}
+
+/// A 404 unless destination `name` exists in `namespace`; remembers it if so.
+async fn check_destination(intake: &Intake, namespace: &str, name: &str) -> Result<(), Problem> {
+    let destinations: Api<Destination> = Api::namespaced(intake.client.clone(), namespace);
+    match destinations.get_opt(name).await {
+        Ok(Some(_)) => {
+            let mut seen = intake.destinations.lock().unwrap_or_else(PoisonError::into_inner);
+            if seen.len() >= 10_000 {
+                seen.clear();
+            }
+            seen.insert((namespace.to_owned(), name.to_owned()), Instant::now());
+            Ok(())
+        }
+        Ok(None) => Err(Problem(
+            StatusCode::NOT_FOUND,
+            format!("destination {name} not found in namespace {namespace}"),
+        )),
         Err(e) => Err(unavailable(&e)),
     }
 }
