@@ -168,6 +168,20 @@ async fn tokens_are_reviewed_and_access_is_per_namespace() {
         vec![name],
         "only the allowed request stored a job"
     );
+    // HTTP/2 without TLS (h2c, prior knowledge), beside HTTP/1.1.
+    let h2c = Command::new("curl")
+        .args([
+            "-sS",
+            "--http2-prior-knowledge",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_version} %{http_code}",
+        ])
+        .arg(format!("{}/healthz", intake.base))
+        .output()
+        .expect("running curl");
+    assert_eq!(String::from_utf8_lossy(&h2c.stdout), "2 200", "{h2c:?}");
     let _ = kubectl(&["delete", "namespace", &other, "--wait=false"]);
 }
 
