@@ -50,13 +50,7 @@ impl Intake {
         let port = wait_until("the intake to listen", Duration::from_secs(10), || async {
             let text = std::fs::read_to_string(&log).unwrap_or_default();
             let line = text.lines().find(|l| l.contains("intake listening"))?;
-            let port: String = line
-                .split("127.0.0.1:")
-                .nth(1)?
-                .chars()
-                .take_while(char::is_ascii_digit)
-                .collect();
-            Some(port)
+            crate::support::loopback_port(line)
         })
         .await;
         Self {

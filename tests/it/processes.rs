@@ -165,12 +165,7 @@ impl Operator {
                 // `address=127.0.0.1:N` in text logs, `"address":"127.0.0.1:N"` in JSON.
                 let log = self.log_text();
                 let line = log.lines().find(|l| l.contains("admin server listening"))?;
-                let port: String = line
-                    .split("127.0.0.1:")
-                    .nth(1)?
-                    .chars()
-                    .take_while(char::is_ascii_digit)
-                    .collect();
+                let port = crate::support::loopback_port(line)?;
                 Some(format!("http://127.0.0.1:{port}"))
             },
         )

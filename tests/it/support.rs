@@ -329,3 +329,14 @@ pub async fn http_get(url: &str) -> (u16, String) {
     let status = response.status().as_u16();
     (status, response.text().await.unwrap_or_default())
 }
+
+/// The port in the first `127.0.0.1:PORT` of a log line.
+pub fn loopback_port(line: &str) -> Option<String> {
+    let port: String = line
+        .split("127.0.0.1:")
+        .nth(1)?
+        .chars()
+        .take_while(char::is_ascii_digit)
+        .collect();
+    (!port.is_empty()).then_some(port)
+}
