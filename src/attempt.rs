@@ -211,17 +211,7 @@ async fn call(
     };
     let finished = Timestamp::now();
     drop(in_flight);
-    let outcome = match &route.oauth2 {
-        Some(token) if outcome.code() == Some(401) => {
-            ctx.tokens.forget(&route.limit_key, &token.header).await;
-            oauth2::after_refusal(outcome, token.fresh)
-        }
-        _ => outcome,
-    };
-    let outcome = match &job.spec.retry_policy.retry_on {
-        Some(retry_on) => retry_on.classify(outcome),
-        None => outcome,
-    };
+    let outcome = interpret(ctx, job, route, outcome).await;
     if let (lifecycle::Outcome::Delivered { .. }, Some(created)) = (&outcome, &job.metadata.creation_timestamp) {
         let since = created.0.duration_until(finished).as_secs_f64();
         ctx.metrics.delivery_duration.observe(since.max(0.0));
@@ -251,6 +241,23 @@ async fn call(
         next,
         term,
     })
+}
+
+/// What the call's `outcome` means for `job`: a 401 to a cached OAuth2
+/// token is a token to replace (see [`oauth2::after_refusal`]), and
+/// `retryPolicy.retryOn` reclassifies the codes it lists.
+async fn interpret(ctx: &Context, job: &PendingJob, route: &Route, outcome: lifecycle::Outcome) -> lifecycle::Outcome {
+    let outcome = match &route.oauth2 {
+        Some(token) if outcome.code() == Some(401) => {
+            ctx.tokens.forget(&route.limit_key, &token.header).await;
+            oauth2::after_refusal(outcome, token.fresh)
+        }
+        _ => outcome,
+    };
+    match &job.spec.retry_policy.retry_on {
+        Some(retry_on) => retry_on.classify(outcome),
+        None => outcome,
+    }
 }
 
 /// Writes `owed` until it lands, is settled otherwise, or the term ends.

@@ -261,6 +261,11 @@ pub async fn reconcile(job: Arc<PendingJob>, ctx: Arc<Context>) -> Result<Action
     };
     let status = job.status.clone().unwrap_or_default();
     let decision = ctx.decide(&key, &job);
+    if matches!(decision, Decision::Delete | Decision::Amend(_)) && ctx.running().contains(&key) {
+        // Its attempt task ends first (it sees the change too), so the two
+        // never race for the status.
+        return Ok(Action::requeue(BUSY_RECHECK));
+    }
     let done = match decision {
         Decision::Attempt => {
             let uid = job.uid().ok_or(Error::MissingField("metadata.uid"))?;
