@@ -1,8 +1,13 @@
-# syntax=docker/dockerfile:1
-# Both binaries in one small, non-root image: pendingjob-operator (entrypoint)
-# and mock-api2 (/usr/local/bin/mock-api2).
+# The binaries in one small, non-root image: pendingjob-operator (entrypoint),
+# pendingjob-intake and mock-api2 (in /usr/local/bin).
+# The base images are build arguments, so that a machine that cannot pull the
+# public ones can build from local equivalents:
+#   docker build --build-arg BUILD_IMAGE=... --build-arg RUNTIME_IMAGE=... .
+# (No `# syntax=` line: it would fetch a frontend image, which fails offline.)
+ARG BUILD_IMAGE=rust:1.95.0-slim-bookworm
+ARG RUNTIME_IMAGE=gcr.io/distroless/cc-debian12:nonroot
 
-FROM rust:1.95.0-slim-bookworm AS build
+FROM ${BUILD_IMAGE} AS build
 WORKDIR /src
 COPY Cargo.toml Cargo.lock ./
 COPY src ./src
@@ -15,7 +20,7 @@ RUN --mount=type=cache,target=/usr/local/cargo/registry \
     && install -D -m 0755 target/release/pendingjob-intake /out/pendingjob-intake
 
 # glibc, CA certificates and a non-root user (65532), nothing else.
-FROM gcr.io/distroless/cc-debian12:nonroot
+FROM ${RUNTIME_IMAGE}
 COPY --from=build /out/pendingjob-operator /out/mock-api2 /out/pendingjob-intake /usr/local/bin/
 USER 65532:65532
 EXPOSE 9090 8080
