@@ -163,11 +163,52 @@ pub async fn send(ctx: &Context, key: &JobKey, uid: &str, term: Term) {
         .get_or_create(&DeadLetterLabels { result })
         .inc();
     info!(job = %key.1, delivered, "dead letter sent");
-    let resource_version = job.resource_version().unwrap_or_default();
+    record_call(
+        ctx,
+        key,
+        uid,
+        &status,
+        next.dead_letter,
+        job.resource_version().unwrap_or_default(),
+    )
+    .await;
+}
+
+/// Writes `recorded` as the dead-letter status of job `key`, fenced by
+/// `resource_version`. When the job changed meanwhile (an annotation, say),
+/// the write is re-based onto it as long as it is the same job and its
+/// dead-letter status is still `base`'s: then the call is recorded, not
+/// lost to be repeated. A redrive or another writer's record wins.
+async fn record_call(
+    ctx: &Context,
+    key: &JobKey,
+    uid: &str,
+    base: &PendingJobStatus,
+    recorded: Option<DeadLetterStatus>,
+    mut resource_version: String,
+) {
+    let api = ctx.api(&key.0);
+    let mut current = base.clone();
     for _ in 0..3 {
+        let next = PendingJobStatus {
+            dead_letter: recorded.clone(),
+            ..current.clone()
+        };
         match fence::apply_status(&api, &key.1, &next, &resource_version).await {
             Ok(_) => return,
-            Err(kube::Error::Api(e)) if e.code == 404 || e.code == 409 => return,
+            Err(kube::Error::Api(e)) if e.code == 404 => return,
+            Err(kube::Error::Api(e)) if e.code == 409 => match api.get_opt(&key.1).await {
+                Ok(Some(job)) if job.uid().as_deref() == Some(uid) => {
+                    let now = job.status.clone().unwrap_or_default();
+                    if now.dead_letter != base.dead_letter || now.phase != base.phase {
+                        return;
+                    }
+                    resource_version = job.resource_version().unwrap_or_default();
+                    current = now;
+                }
+                Ok(_) => return,
+                Err(error) => warn!(job = %key.1, %error, "re-reading the job failed; retrying"),
+            },
             Err(error) => {
                 warn!(job = %key.1, %error, "recording the dead letter failed; retrying");
                 tokio::time::sleep(Duration::from_secs(1)).await;
