@@ -135,8 +135,25 @@ build() {
 	log "built: $("$BIN/kubectl" version --client 2>/dev/null | head -n 1), $("$BIN/etcd" --version | head -n 1)"
 }
 
+# A free loopback port below the kernel's ephemeral range (32768+ here), so an
+# outgoing connection cannot take it between this check and the server's bind.
 free_port() {
-	python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()'
+	python3 - <<-'PY'
+		import random, socket
+		low = int(open("/proc/sys/net/ipv4/ip_local_port_range").read().split()[0])
+		for port in random.sample(range(20000, min(low, 32768)), 200):
+		    s = socket.socket()
+		    try:
+		        s.bind(("127.0.0.1", port))
+		    except OSError:
+		        continue
+		    finally:
+		        s.close()
+		    print(port)
+		    break
+		else:
+		    raise SystemExit("no free loopback port in 20000..%d" % low)
+	PY
 }
 
 pid_alive() {
@@ -201,21 +218,9 @@ start_bg() {
 	echo $! >"$STATE/$name.pid"
 }
 
-up() {
-	build
-	if is_ready; then
-		log "reusing the running control plane: $(sed -n 's/^ *server: //p' "$STATE/kubeconfig")"
-		return 0
-	fi
-	if [[ -d $STATE ]]; then
-		log "found a stale or partial control plane in $STATE; stopping it first"
-		down
-	fi
-	command -v openssl >/dev/null || die "openssl is required to generate the control plane's certificates"
-	command -v python3 >/dev/null || die "python3 is required to pick free loopback ports"
-	mkdir -p "$STATE"
-	gen_pki
-
+# Starts etcd and kube-apiserver on fresh ports and waits until they are ready.
+# Returns 1 (after stopping both) when a port was taken before it could be bound.
+start_once() {
 	local etcd_port etcd_peer_port api_port
 	etcd_port=$(free_port) etcd_peer_port=$(free_port) api_port=$(free_port)
 	start_bg etcd "$BIN/etcd" \
@@ -254,6 +259,10 @@ up() {
 			if ! pid_alive "$p"; then
 				log "$p exited during start-up; last lines of $STATE/$p.log:"
 				tail -n 20 "$STATE/$p.log" >&2
+				if grep -q 'address already in use' "$STATE/$p.log"; then
+					down
+					return 1
+				fi
 				down
 				die "the control plane could not start"
 			fi
@@ -264,6 +273,31 @@ up() {
 			die "kube-apiserver was not ready after ${READY_TIMEOUT}s"
 		fi
 		sleep 0.5
+	done
+}
+
+up() {
+	build
+	if is_ready; then
+		log "reusing the running control plane: $(sed -n 's/^ *server: //p' "$STATE/kubeconfig")"
+		return 0
+	fi
+	if [[ -d $STATE ]]; then
+		log "found a stale or partial control plane in $STATE; stopping it first"
+		down
+	fi
+	command -v openssl >/dev/null || die "openssl is required to generate the control plane's certificates"
+	command -v python3 >/dev/null || die "python3 is required to pick free loopback ports"
+	mkdir -p "$STATE"
+	gen_pki
+
+	local try
+	for try in 1 2 3; do
+		start_once && break
+		((try < 3)) || die "the control plane could not start: its ports were taken three times"
+		log "a port was taken before the server could bind it; trying other ports"
+		mkdir -p "$STATE"
+		gen_pki
 	done
 	log "control plane ready; kubeconfig: $STATE/kubeconfig"
 }
