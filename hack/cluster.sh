@@ -19,87 +19,17 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 # shellcheck source=versions.env
 source "$ROOT/hack/versions.env"
 
-CACHE_ROOT=${PENDINGJOB_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/pendingjob-operator}
+LOG_TAG=cluster
+# shellcheck source=lib.sh
+source "$ROOT/hack/lib.sh"
 K8S_DIR=$CACHE_ROOT/k8s-$KUBE_VERSION-etcd-$ETCD_VERSION
 BIN=$K8S_DIR/bin
 STATE=${CLUSTER_DIR:-$ROOT/.cluster}
 PKI=$STATE/pki
 READY_TIMEOUT=${CLUSTER_READY_TIMEOUT:-120}
 
-log() { printf '[cluster] %s\n' "$*" >&2; }
-die() {
-	log "error: $*"
-	exit 1
-}
-
 have_binaries() {
 	[[ -x $BIN/etcd && -x $BIN/kube-apiserver && -x $BIN/kubectl ]]
-}
-
-# Runs a long command with its output in a log file, printing a heartbeat so a
-# cold build never looks hung. With `go build -v` the log grows by one line per
-# compiled package, which makes a useful progress figure.
-run_with_heartbeat() {
-	local what=$1 logfile=$2
-	shift 2
-	local start=$SECONDS
-	"$@" >"$logfile" 2>&1 &
-	local pid=$!
-	while kill -0 "$pid" 2>/dev/null; do
-		sleep 15 &
-		wait $! || true
-		if kill -0 "$pid" 2>/dev/null; then
-			log "  $what: $((SECONDS - start))s elapsed, $(wc -l <"$logfile") log lines (packages)"
-		fi
-	done
-	if ! wait "$pid"; then
-		log "$what failed; last lines of $logfile:"
-		tail -n 30 "$logfile" >&2
-		return 1
-	fi
-	log "  $what: done in $((SECONDS - start))s"
-}
-
-# k8s.io/kubernetes and etcd's server module carry `replace` directives, which
-# `go install pkg@version` refuses. So we build from a throwaway module that
-# requires both and pins k8s.io/kubernetes's staging modules (required there as
-# v0.0.0 and replaced by local paths) to their published v0.X.Y twins.
-write_build_module() {
-	local src=$1
-	command -v go >/dev/null || die "Go is required to build the control plane (not found in PATH)"
-	mkdir -p "$src"
-	local kube_mod
-	kube_mod=$(cd "$src" && GOFLAGS=-mod=mod go mod download -json "k8s.io/kubernetes@$KUBE_VERSION" |
-		sed -n 's/^[[:space:]]*"GoMod": "\(.*\)",$/\1/p')
-	[[ -f $kube_mod ]] || die "could not download k8s.io/kubernetes@$KUBE_VERSION from the Go module proxy"
-	local staging_version=v0.${KUBE_VERSION#v1.}
-	{
-		echo "module pendingjob.dev/k8s-build"
-		echo
-		echo "go $(sed -n 's/^go \([0-9.]*\)$/\1/p' "$kube_mod")"
-		echo
-		echo "require ("
-		echo "	k8s.io/kubernetes $KUBE_VERSION"
-		echo "	go.etcd.io/etcd/server/v3 $ETCD_VERSION"
-		echo ")"
-		echo
-		echo "replace ("
-		awk -v v="$staging_version" \
-			'$1 ~ /^k8s\.io\// && $2 == "v0.0.0" { printf "\t%s => %s %s\n", $1, $1, v }' "$kube_mod"
-		echo ")"
-	} >"$src/go.mod"
-	cat >"$src/tools.go" <<-'EOF'
-		//go:build tools
-
-		// Package tools names the commands this throwaway module builds.
-		package tools
-
-		import (
-			_ "go.etcd.io/etcd/server/v3"
-			_ "k8s.io/kubernetes/cmd/kube-apiserver"
-			_ "k8s.io/kubernetes/cmd/kubectl"
-		)
-	EOF
 }
 
 build() {
@@ -112,18 +42,12 @@ build() {
 	local src=$K8S_DIR/src staging=$K8S_DIR/bin.partial
 	rm -rf "$staging"
 	mkdir -p "$staging"
-	write_build_module "$src"
+	write_build_module "$src" go.etcd.io/etcd/server/v3 k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kubectl
 	export GOTOOLCHAIN=local CGO_ENABLED=0 GOFLAGS=-mod=mod
 	(cd "$src" && run_with_heartbeat "resolving modules" "$K8S_DIR/tidy.log" go mod tidy)
 
-	local minor=${KUBE_VERSION#v1.}
-	minor=${minor%%.*}
-	local ldflags="-s -w" key val
-	for kv in "gitVersion=$KUBE_VERSION" gitMajor=1 "gitMinor=$minor" gitTreeState=clean \
-		"buildDate=$(date -u +%Y-%m-%dT%H:%M:%SZ)"; do
-		key=${kv%%=*} val=${kv#*=}
-		ldflags+=" -X k8s.io/component-base/version.$key=$val -X k8s.io/client-go/pkg/version.$key=$val"
-	done
+	local ldflags
+	ldflags=$(kube_ldflags)
 	(cd "$src" && run_with_heartbeat "compiling etcd" "$K8S_DIR/build-etcd.log" \
 		go build -v -trimpath -ldflags "-s -w" -o "$staging/etcd" go.etcd.io/etcd/server/v3)
 	(cd "$src" && run_with_heartbeat "compiling kube-apiserver and kubectl" "$K8S_DIR/build-kube.log" \
@@ -133,27 +57,6 @@ build() {
 	rm -rf "$BIN"
 	mv "$staging" "$BIN"
 	log "built: $("$BIN/kubectl" version --client 2>/dev/null | head -n 1), $("$BIN/etcd" --version | head -n 1)"
-}
-
-# A free loopback port below the kernel's ephemeral range (32768+ here), so an
-# outgoing connection cannot take it between this check and the server's bind.
-free_port() {
-	python3 - <<-'PY'
-		import random, socket
-		low = int(open("/proc/sys/net/ipv4/ip_local_port_range").read().split()[0])
-		for port in random.sample(range(20000, min(low, 32768)), 200):
-		    s = socket.socket()
-		    try:
-		        s.bind(("127.0.0.1", port))
-		    except OSError:
-		        continue
-		    finally:
-		        s.close()
-		    print(port)
-		    break
-		else:
-		    raise SystemExit("no free loopback port in 20000..%d" % low)
-	PY
 }
 
 pid_alive() {
