@@ -29,7 +29,6 @@
 //! - [`metrics`] - Prometheus metrics.
 //! - [`admin`] - the `/healthz`, `/readyz` and `/metrics` server.
 //! - [`operator`] - the process around the controller: start-up, election, shutdown.
-//! - [`mock_api2`] - the flaky "API 2" used by the demo and the tests.
 //! - [`telemetry`] - logging.
 
 pub mod admin;
@@ -54,7 +53,6 @@ pub mod leader;
 pub mod lifecycle;
 pub mod listing;
 pub mod metrics;
-pub mod mock_api2;
 pub mod oauth2;
 pub mod occupancy;
 pub mod operator;

@@ -14,6 +14,24 @@ pub struct MockApi2 {
     http: reqwest::Client,
 }
 
+/// The `mock-api2` binary, built beside this test binary by `cargo build`
+/// (a crate of its own, so Cargo gives its path to its own tests only).
+fn mock_api2_binary() -> std::path::PathBuf {
+    let exe = std::env::current_exe().expect("the test binary's path");
+    // target/<profile>/deps/it-<hash> -> target/<profile>/mock-api2
+    let binary = exe
+        .parent()
+        .and_then(std::path::Path::parent)
+        .map(|profile| profile.join("mock-api2"))
+        .expect("the test binary lives in target/<profile>/deps");
+    assert!(
+        binary.is_file(),
+        "{} is missing: build it first with `cargo build --bins` (make test does)",
+        binary.display()
+    );
+    binary
+}
+
 impl MockApi2 {
     /// Starts the built `mock-api2` binary with extra `args`.
     pub fn start(args: &[&str]) -> Self {
@@ -24,7 +42,7 @@ impl MockApi2 {
     /// its CA, and has its client certificate, when it serves HTTPS).
     pub fn start_with(args: &[&str], http: reqwest::Client) -> Self {
         use std::io::BufRead as _;
-        let mut child = Command::new(env!("CARGO_BIN_EXE_mock-api2"))
+        let mut child = Command::new(mock_api2_binary())
             .args(["--listen", "127.0.0.1:0"])
             .args(args)
             .stdout(std::process::Stdio::piped())
@@ -71,7 +89,7 @@ impl MockApi2 {
     }
 
     /// `GET /api2/stats`.
-    pub async fn stats(&self) -> pendingjob_operator::mock_api2::Stats {
+    pub async fn stats(&self) -> mock_api2::Stats {
         self.json(self.http.get(format!("{}/api2/stats", self.base)), "GET /api2/stats")
             .await
     }

@@ -1,15 +1,25 @@
-//! mock-api2: the seed's flaky "API 2" (see `pendingjob_operator::mock_api2`).
+//! mock-api2: the seed's flaky "API 2" (see the library's documentation).
 
-use std::io::Write;
+use std::io::{IsTerminal, Write};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::Parser;
-use pendingjob_operator::mock_api2::auth::{OAuth2Client, Required};
-use pendingjob_operator::mock_api2::tls::{self, TlsListener};
-use pendingjob_operator::mock_api2::{Api2, Knobs};
-use pendingjob_operator::telemetry::{self, LogFormat};
+use clap::{Parser, ValueEnum};
+use mock_api2::auth::{OAuth2Client, Required};
+use mock_api2::tls::{self, TlsListener};
+use mock_api2::{Api2, Knobs};
+use tracing_subscriber::EnvFilter;
+
+/// How log lines are written to stderr.
+#[derive(ValueEnum, Clone, Copy, Debug, Default)]
+enum LogFormat {
+    /// Human-readable lines.
+    #[default]
+    Text,
+    /// One JSON object per line.
+    Json,
+}
 
 /// A flaky downstream API with a failure switch, for demos and tests.
 #[derive(Parser, Debug)]
@@ -94,7 +104,14 @@ impl Args {
 #[tokio::main]
 async fn main() -> ExitCode {
     let args = Args::parse();
-    telemetry::init(args.log_format);
+    let logs = tracing_subscriber::fmt()
+        .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")))
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal());
+    match args.log_format {
+        LogFormat::Text => logs.init(),
+        LogFormat::Json => logs.json().init(),
+    }
     let knobs = Knobs {
         fail: args.fail,
         fail_first: args.fail_first,

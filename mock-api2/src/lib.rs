@@ -30,8 +30,10 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 
-use crate::dispatch::IDEMPOTENCY_KEY;
 use auth::{Issued, Required};
+
+/// The header that carries a job's idempotency key (its UID) on every call.
+pub const IDEMPOTENCY_KEY: &str = "Idempotency-Key";
 
 /// Largest request body `/api2/simulate` reads; a larger one is answered 413.
 /// Eight times the largest payload a PendingJob may carry.
