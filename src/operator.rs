@@ -322,11 +322,17 @@ fn leadership_gained(tenure: watch::Receiver<Option<Tenure>>) -> impl Stream<Ite
 }
 
 /// Keeps the leader gauge and the log in step with the election.
+/// The elector publishes on every look at the Lease, so a standby would log
+/// every retry period; only a change of term is logged.
 async fn follow_leadership(mut tenure: watch::Receiver<Option<Tenure>>, metrics: Arc<Metrics>) {
+    let mut logged = None;
     loop {
         let term = tenure.borrow_and_update().map(|t| t.term);
         metrics.leader.set(i64::from(term.is_some()));
-        info!(leader = term.is_some(), ?term, "leadership");
+        if logged != Some(term) {
+            info!(leader = term.is_some(), ?term, "leadership");
+            logged = Some(term);
+        }
         if tenure.changed().await.is_err() {
             metrics.leader.set(0);
             return;
