@@ -24,12 +24,13 @@ async fn uid(env: &TestEnv, name: &str) -> String {
     job(env, name).await.metadata.uid.expect("uid")
 }
 
-/// `kubectl apply --server-side -k deploy/`, once per test process.
+/// `kubectl apply --server-side -k deploy/demo/` (the production base and
+/// the demo's API 2), once per test process.
 pub(crate) fn install_deploy() {
     static APPLIED: std::sync::OnceLock<()> = std::sync::OnceLock::new();
     APPLIED.get_or_init(|| {
         install_crds();
-        let deploy = repo_path("deploy");
+        let deploy = repo_path("deploy/demo");
         let out = kubectl(&[
             "apply",
             "--server-side",
@@ -37,11 +38,14 @@ pub(crate) fn install_deploy() {
             "-k",
             deploy.to_str().expect("utf-8"),
         ]);
-        assert!(out.status.success(), "kubectl apply --server-side -k deploy/: {out:?}");
+        assert!(
+            out.status.success(),
+            "kubectl apply --server-side -k deploy/demo/: {out:?}"
+        );
     });
 }
 
-/// The documents of a YAML file under `deploy/`.
+/// The documents of a YAML file under `deploy/` (`base/operator.yaml`, say).
 fn deploy_documents(file: &str) -> Vec<serde_json::Value> {
     let text = std::fs::read_to_string(repo_path("deploy").join(file)).expect("reading deploy/");
     serde_saphyr::from_multiple(&text).expect("YAML documents")
@@ -55,16 +59,61 @@ fn deploy_object<T: serde::de::DeserializeOwned>(file: &str, kind: &str, name: &
     serde_json::from_value(doc).expect("typed object")
 }
 
+/// `kubectl kustomize deploy/<dir>`, as text.
+fn kustomize(dir: &str) -> String {
+    let rendered = kubectl(&["kustomize", repo_path("deploy").join(dir).to_str().expect("utf-8")]);
+    assert!(
+        rendered.status.success(),
+        "kubectl kustomize deploy/{dir}: {rendered:?}"
+    );
+    String::from_utf8_lossy(&rendered.stdout).into_owned()
+}
+
+/// The images the Deployments of a rendered kustomization run.
+fn images(rendered: &str) -> BTreeSet<String> {
+    serde_saphyr::from_multiple::<serde_json::Value>(rendered)
+        .expect("YAML documents")
+        .iter()
+        .filter(|d| d["kind"] == "Deployment")
+        .flat_map(|d| {
+            d["spec"]["template"]["spec"]["containers"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default()
+        })
+        .filter_map(|c| c["image"].as_str().map(str::to_owned))
+        .collect()
+}
+
+#[test]
+fn the_production_base_runs_the_released_image_and_no_demo() {
+    let base = kustomize("");
+    assert_eq!(
+        images(&base),
+        BTreeSet::from(["ghcr.io/pendingjob-dev/pendingjob-operator:v0.1.0".to_owned()])
+    );
+    assert!(
+        !base.contains("mock-api2"),
+        "the production base holds the demo's API 2"
+    );
+    // The demo overlay swaps in the local images and adds API 2.
+    let demo = kustomize("demo");
+    assert_eq!(
+        images(&demo),
+        BTreeSet::from([
+            "pendingjob-operator:dev".to_owned(),
+            "pendingjob-mock-api2:dev".to_owned()
+        ])
+    );
+}
+
 #[tokio::test]
 async fn deploy_is_accepted_server_side() {
     install_deploy();
-    // Every object of the kustomization exists as the API server validated it.
-    let rendered = kubectl(&["kustomize", repo_path("deploy").to_str().expect("utf-8")]);
-    assert!(rendered.status.success(), "{rendered:?}");
-    let got = kubectl_stdin(
-        &["get", "-f", "-", "--output", "name"],
-        &String::from_utf8_lossy(&rendered.stdout),
-    );
+    // Every object of the demo overlay (the base and API 2) exists as the API
+    // server validated it.
+    let rendered = kustomize("demo");
+    let got = kubectl_stdin(&["get", "-f", "-", "--output", "name"], &rendered);
     assert!(got.status.success(), "{got:?}");
     let names = String::from_utf8_lossy(&got.stdout);
     for wanted in [
@@ -109,7 +158,7 @@ async fn rbac_has_no_wildcards_and_only_the_verbs_the_code_uses() {
             .map(|(g, r, v)| ((*g).to_owned(), (*r).to_owned(), (*v).to_owned()))
             .collect()
     };
-    let intake_role: ClusterRole = deploy_object("intake.yaml", "ClusterRole", "pendingjob-intake");
+    let intake_role: ClusterRole = deploy_object("base/intake.yaml", "ClusterRole", "pendingjob-intake");
     // The intake creates and reads jobs, checks that a destination exists,
     // and reviews its callers' tokens and permissions: nothing more.
     assert_eq!(
@@ -122,8 +171,8 @@ async fn rbac_has_no_wildcards_and_only_the_verbs_the_code_uses() {
             ("authorization.k8s.io", "subjectaccessreviews", "create"),
         ])
     );
-    let cluster_role: ClusterRole = deploy_object("rbac.yaml", "ClusterRole", "pendingjob-operator");
-    let role: Role = deploy_object("rbac.yaml", "Role", "pendingjob-operator-leader-election");
+    let cluster_role: ClusterRole = deploy_object("base/rbac.yaml", "ClusterRole", "pendingjob-operator");
+    let role: Role = deploy_object("base/rbac.yaml", "Role", "pendingjob-operator-leader-election");
     let cluster_rules = rules(cluster_role.rules);
     let lease_rules = rules(role.rules);
     for (group, resource, verb) in cluster_rules.iter().chain(&lease_rules) {
@@ -168,9 +217,9 @@ async fn rbac_has_no_wildcards_and_only_the_verbs_the_code_uses() {
 #[tokio::test]
 async fn deployments_are_locked_down() {
     for (file, name, replicas) in [
-        ("operator.yaml", "pendingjob-operator", 2),
-        ("mock-api2.yaml", "mock-api2", 1),
-        ("intake.yaml", "pendingjob-intake", 2),
+        ("base/operator.yaml", "pendingjob-operator", 2),
+        ("demo/mock-api2.yaml", "mock-api2", 1),
+        ("base/intake.yaml", "pendingjob-intake", 2),
     ] {
         let deployment: Deployment = deploy_object(file, "Deployment", name);
         let spec = deployment.spec.expect("spec");
@@ -206,7 +255,7 @@ async fn deployments_are_locked_down() {
             assert!(container.readiness_probe.is_some(), "{name}: readiness probe");
         }
     }
-    let operator: Deployment = deploy_object("operator.yaml", "Deployment", "pendingjob-operator");
+    let operator: Deployment = deploy_object("base/operator.yaml", "Deployment", "pendingjob-operator");
     let container = &operator.spec.expect("spec").template.spec.expect("pod").containers[0];
     let path = |p: &Option<k8s_openapi::api::core::v1::Probe>| {
         p.as_ref()
@@ -234,7 +283,7 @@ async fn deployments_are_locked_down() {
 }
 
 fn operator_pod_grace() -> u64 {
-    let operator: Deployment = deploy_object("operator.yaml", "Deployment", "pendingjob-operator");
+    let operator: Deployment = deploy_object("base/operator.yaml", "Deployment", "pendingjob-operator");
     let pod = operator.spec.expect("spec").template.spec.expect("pod");
     pod.termination_grace_period_seconds
         .and_then(|s| u64::try_from(s).ok())
@@ -365,6 +414,10 @@ async fn two_replicas_one_dispatcher_and_a_takeover_after_sigkill() {
         "the standby dispatched:\n{}",
         standby.log_text()
     );
+    // The standby has looked at the Lease every retry period all along, but
+    // its leadership has not changed: one line says so, not one per look.
+    let leadership_lines = standby.log_text().lines().filter(|l| l.contains("leadership")).count();
+    assert_eq!(leadership_lines, 1, "{}", standby.log_text());
     let (_, metrics) = http_get(&format!("{standby_admin}/metrics")).await;
     assert_eq!(metric(&metrics, "pendingjob_leader"), 0.0);
     // Job gauges come from the leader only, so a sum over replicas counts

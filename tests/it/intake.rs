@@ -22,7 +22,7 @@ struct Intake {
 
 impl Intake {
     /// Starts the intake as deploy/ runs it: with the token of its own
-    /// ServiceAccount, and only the permissions deploy/intake.yaml gives it.
+    /// ServiceAccount, and only the permissions deploy/base/intake.yaml gives it.
     async fn start(args: &[&str]) -> Self {
         crate::deploy::install_deploy();
         let token = kubectl(&[

@@ -336,6 +336,6 @@ fn the_prometheus_rule_alerts_on_metrics_the_operator_exports() {
         );
     }
     let kustomization =
-        std::fs::read_to_string(crate::support::repo_path("deploy/kustomization.yaml")).expect("kustomization");
+        std::fs::read_to_string(crate::support::repo_path("deploy/base/kustomization.yaml")).expect("kustomization");
     assert!(!kustomization.contains("monitoring"));
 }
