@@ -4,7 +4,8 @@ CACHE ?= $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/pendingjob-operator
 # Build outputs live outside the repo so fresh clones (CI) reuse them.
 export CARGO_TARGET_DIR ?= $(CACHE)/target
 
-.PHONY: test demo kind-demo bench chaos crds cluster-up cluster-down cluster-env cluster-build
+.PHONY: test demo kind-demo bench chaos crds cluster-up cluster-down cluster-env cluster-build \
+	node-up node-down node-env e2e
 
 ## demo: the seed's scenario end to end on a local control plane
 demo:
@@ -33,6 +34,22 @@ cluster-env:
 ## cluster-build: build the pinned etcd, kube-apiserver and kubectl only
 cluster-build:
 	hack/cluster.sh build
+
+## node-up: build (once) and start a real one-node cluster in a private network namespace (root)
+node-up:
+	hack/node.sh up
+
+## node-down: stop every process node-up started, by PID; remove its namespaces, cgroups and state
+node-down:
+	hack/node.sh down
+
+## node-env: print exports; use as eval "$$(make -s node-env)"
+node-env:
+	@hack/node.sh env
+
+## e2e: build the images from the Dockerfile, deploy/demo/ on the node, the seed scenario and a leader handover (part of make test)
+e2e:
+	hack/e2e.sh
 
 ## bench: latency and throughput figures on the local control plane (not part of make test)
 bench:

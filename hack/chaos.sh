@@ -24,7 +24,7 @@ DEADLINE=${CHAOS_DEADLINE_SECONDS:-900}
 RUN=chaos-$$
 WORK=$(mktemp -d)
 
-started_plane= api2_pid= operator_pid= frozen_pid=
+started_plane='' api2_pid='' operator_pid='' frozen_pid=''
 cleanup() {
 	[[ -n $frozen_pid ]] && kill -CONT "$frozen_pid" 2>/dev/null
 	for pid in $operator_pid $api2_pid; do kill "$pid" 2>/dev/null && wait "$pid" 2>/dev/null || true; done

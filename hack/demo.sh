@@ -19,7 +19,7 @@ WORK=$(mktemp -d)
 
 say() { printf '\n\033[1m==> %s\033[0m\n' "$*"; }
 
-started_plane= api2_pid= operator_pid= intake_pid=
+started_plane='' api2_pid='' operator_pid='' intake_pid=''
 cleanup() {
 	local rc=$?
 	say "cleaning up"
@@ -38,7 +38,8 @@ cargo build --locked --bins
 BIN_DIR=${CARGO_TARGET_DIR:-target}/debug
 
 "$CLUSTER" build
-export PATH=$("$CLUSTER" bindir):$PATH
+PATH=$("$CLUSTER" bindir):$PATH
+export PATH
 if [[ -n ${KUBECONFIG:-} ]]; then
 	say "using the cluster in KUBECONFIG=$KUBECONFIG"
 elif "$CLUSTER" status; then

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # `make test`: static checks, unit tests and integration tests against a real
-# kube-apiserver. Uses the cluster in KUBECONFIG when one is set; otherwise
+# kube-apiserver, then make e2e on a real one-node cluster (hack/e2e.sh). Uses the cluster in KUBECONFIG when one is set; otherwise
 # reuses a plane started by `make cluster-up`, or starts one and stops it after.
 # A plane that cannot start fails the run: Kubernetes tests are never skipped.
 set -euo pipefail
@@ -20,12 +20,15 @@ cleanup() {
 }
 trap cleanup EXIT
 
-step "static checks: rustfmt, clippy, hadolint"
+step "static checks: rustfmt, clippy, hadolint, shellcheck"
 cargo fmt --all -- --check
 cargo clippy --all-targets --locked -- -D warnings
 "$(hack/tools.sh hadolint)" Dockerfile
+"$(hack/tools.sh shellcheck)" --external-sources --source-path=SCRIPTDIR --severity=warning hack/*.sh hack/node/*.sh .ci/run
 
-step "building the tests"
+step "building the binaries and the tests"
+# The integration tests start the binaries, mock-api2's (another crate) among them.
+cargo build --locked --bins
 cargo test --locked --no-run
 
 # The pinned kubectl comes first, so black-box tests drive the version we pin.
@@ -50,3 +53,8 @@ fi
 
 step "running unit and integration tests"
 cargo test --locked
+cleanup
+started_here=
+
+step "end to end: the images from the Dockerfile, deploy/demo/ on a real one-node cluster"
+hack/e2e.sh
