@@ -6,8 +6,9 @@
 #   4. the seed scenario in-cluster: a job calls the mock by its Service's DNS
 #      name, retries while it fails, and succeeds after a toggle through a
 #      port-forward; the Events, the metrics and the Lease handover
-#   5. print "N passed, N failed"; exit 1 if any check failed
-# A node this script started is taken down at the end; one that was up is kept.
+#   5. take the node down if this run started it (one that was up is kept),
+#      checking that nothing is left; print "N passed, N failed"; exit 1 if
+#      any check failed
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -50,7 +51,7 @@ cleanup() {
 	fi
 	if [[ -n $started_node ]]; then
 		step "taking down the node this run started"
-		hack/node.sh down
+		hack/node.sh down || true
 	fi
 }
 trap cleanup EXIT
@@ -189,6 +190,14 @@ fi
 sed 's/name: hello$/name: hello-after-handover/' "$SEED" | kubectl apply -f - >/dev/null
 check "a new job is delivered by the new leader $(lease_holder)" \
 	kubectl -n "$JOB_NS" wait --for=condition=Succeeded pendingjob/hello-after-handover --timeout=60s
+
+for pid in "${forwards[@]}"; do kill "$pid" 2>/dev/null || true; done
+forwards=()
+if [[ -n $started_node ]]; then
+	step "taking down the node this run started"
+	started_node=''
+	check "make node-down leaves nothing running, listening, mounted or in cgroups" hack/node.sh down
+fi
 
 printf '\n%d passed, %d failed\n' "$passed" "$failed"
 ((failed == 0))

@@ -125,7 +125,6 @@ remove_cgroups() {
 	local dir
 	for dir in $(cgroup_dirs); do
 		[[ -d $dir ]] && find "$dir" -depth -type d -exec rmdir {} + 2>/dev/null || true
-		[[ -d $dir ]] && log "warning: could not remove cgroup $dir"
 	done
 	return 0
 }
@@ -345,8 +344,25 @@ down() {
 	stop_processes etcd
 	stop_processes holder
 	remove_cgroups
+	local port
+	port=$(sed -n 's|^ *server: https://127.0.0.1:||p' "$STATE/kubeconfig" 2>/dev/null || true)
 	rm -rf "$STATE"
-	log "down in $((SECONDS - started))s"
+	left_nothing "$port"
+	log "down in $((SECONDS - started))s; nothing left running, listening, mounted or in cgroups"
+}
+
+# Fails if anything of the node outlived down: a process naming the state
+# directory (a shim, say), a mount of it, a cgroup, or the host's API port.
+left_nothing() {
+	local port=$1 left=() pid
+	for pid in /proc/[0-9]*; do
+		tr '\0' ' ' <"$pid/cmdline" 2>/dev/null | grep -qF "$STATE/" && left+=("process ${pid#/proc/}")
+	done
+	grep -qF " $STATE" /proc/self/mountinfo && left+=("a mount under $STATE")
+	local dir
+	for dir in $(cgroup_dirs); do [[ -d $dir ]] && left+=("cgroup $dir"); done
+	[[ -n $port ]] && ss -Hltn "sport = :$port" | grep -q . && left+=("a listener on 127.0.0.1:$port")
+	((${#left[@]} == 0)) || die "down left behind: ${left[*]}"
 }
 
 case ${1:-} in
