@@ -52,19 +52,17 @@ alive() {
 	[[ -n $pid ]] && kill -0 "$pid" 2>/dev/null
 }
 
+NODE_PATH=$NODE_BIN:$K8S_BIN:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
+
 # Runs a command inside the node's mount and network namespaces.
-inside() {
-	nsenter --target "$(pid_of holder)" --mount --net -- \
-		env PATH="$NODE_BIN:$K8S_BIN:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin" "$@"
-}
+inside() { nsenter --target "$(pid_of holder)" --mount --net -- env PATH="$NODE_PATH" "$@"; }
 
 # Starts NAME in the background inside the namespaces, logging to
 # logs/NAME.log. nsenter and env exec, so $! is the process itself.
 start() {
 	local name=$1
 	shift
-	nsenter --target "$(pid_of holder)" --mount --net -- \
-		env PATH="$NODE_BIN:$K8S_BIN:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin" "$@" \
+	nsenter --target "$(pid_of holder)" --mount --net -- env PATH="$NODE_PATH" "$@" \
 		</dev/null >"$STATE/logs/$name.log" 2>&1 &
 	echo $! >"$STATE/pids/$name"
 }
@@ -90,12 +88,12 @@ wait_for() {
 			if [[ -f $STATE/pids/$p ]] && ! alive "$p"; then
 				log "$p exited; last lines of $STATE/logs/$p.log:"
 				tail -n 25 "$STATE/logs/$p.log" >&2
-				die "the node could not start ($what)"
+				die "the node could not start ($what); logs in $STATE/logs; make node-down stops the rest"
 			fi
 		done
 		if ((SECONDS > deadline)); then
 			tail -n 25 "$STATE/logs/$logname.log" >&2
-			die "timed out after ${timeout}s waiting for $what"
+			die "timed out after ${timeout}s waiting for $what; make node-down stops what started"
 		fi
 		sleep 0.5
 	done
