@@ -211,17 +211,7 @@ stop_pid() {
 	pid=$(cat "$f")
 	if kill -0 "$pid" 2>/dev/null; then
 		kill -TERM "$pid" 2>/dev/null || true
-		for _ in $(seq 1 100); do
-			kill -0 "$pid" 2>/dev/null || break
-			sleep 0.1
-		done
-		if kill -0 "$pid" 2>/dev/null; then
-			log "$name (pid $pid) ignored SIGTERM for 10s; sending SIGKILL"
-			kill -KILL "$pid" 2>/dev/null || true
-		fi
-		# Reap it when it is our own child; otherwise wait for it to vanish.
-		wait "$pid" 2>/dev/null || true
-		while kill -0 "$pid" 2>/dev/null; do sleep 0.1; done
+		await_exit "$name" "$pid"
 		log "stopped $name (pid $pid)"
 	fi
 	rm -f "$f"

@@ -164,9 +164,8 @@ attempts=$(job_field hello .status.attempts)
 calls=$(mock_stat "$mock" "s['perKey'].get('$uid', 0)")
 check "one call per recorded attempt ($calls calls, $attempts attempts)" test "$calls" = "$attempts"
 describe=$(kubectl -n "$JOB_NS" describe pendingjob hello)
-check "kubectl describe shows the Events (AttemptFailed, Delivered)" \
-	grep -q 'AttemptFailed' <<<"$describe"
-grep -q 'Delivered' <<<"$describe" || fail "kubectl describe shows the Delivered Event"
+describe_shows_events() { grep -q 'AttemptFailed' <<<"$describe" && grep -q 'Delivered' <<<"$describe"; }
+check "kubectl describe shows the Events (AttemptFailed, Delivered)" describe_shows_events
 
 step "the leader's /metrics, through a port-forward"
 leader=$(lease_holder)

@@ -1,5 +1,6 @@
-# Shared by hack/cluster.sh and hack/node/*.sh: logging, progress for long
-# builds, and the throwaway Go module that builds Kubernetes commands.
+# Shared by hack/cluster.sh, hack/node.sh and the scripts they call: logging,
+# progress for long builds, the throwaway Go module that builds Kubernetes
+# commands, free ports, and stopping a process by PID.
 # Callers set ROOT and LOG_TAG, and source hack/versions.env first.
 # shellcheck shell=bash disable=SC2034 # sourced: CACHE_ROOT is for its callers
 
@@ -118,4 +119,20 @@ free_port() {
 		else:
 		    raise SystemExit("no free loopback port in 20000..%d" % low)
 	PY
+}
+
+# Waits up to 10 s for PID (called NAME in the log) to exit after SIGTERM,
+# then sends SIGKILL; returns once it is gone, reaping it if it is our child.
+await_exit() {
+	local name=$1 pid=$2
+	for _ in $(seq 1 100); do
+		kill -0 "$pid" 2>/dev/null || break
+		sleep 0.1
+	done
+	if kill -0 "$pid" 2>/dev/null; then
+		log "$name (pid $pid) ignored SIGTERM for 10s; sending SIGKILL"
+		kill -KILL "$pid" 2>/dev/null || true
+	fi
+	wait "$pid" 2>/dev/null || true
+	while kill -0 "$pid" 2>/dev/null; do sleep 0.1; done
 }

@@ -315,16 +315,7 @@ stop_processes() {
 	done
 	for name in "$@"; do
 		pid=$(pid_of "$name")
-		[[ -n $pid ]] || continue
-		for _ in $(seq 1 100); do
-			kill -0 "$pid" 2>/dev/null || break
-			sleep 0.1
-		done
-		if kill -0 "$pid" 2>/dev/null; then
-			log "$name (pid $pid) ignored SIGTERM for 10s; sending SIGKILL"
-			kill -KILL "$pid" 2>/dev/null || true
-		fi
-		while kill -0 "$pid" 2>/dev/null; do sleep 0.1; done
+		[[ -n $pid ]] && await_exit "$name" "$pid"
 		rm -f "$STATE/pids/$name"
 	done
 }

