@@ -98,7 +98,7 @@ build_coredns() {
 	# The plugin order comes from CoreDNS's own Directives list; a plugin
 	# needs only to be registered, which importing its package does.
 	{
-		echo "// Command coredns: CoreDNS with the plugins deploy's Corefile uses."
+		echo "// Command coredns: CoreDNS with the plugins a cluster DNS needs."
 		echo "package main"
 		echo
 		echo "import ("
