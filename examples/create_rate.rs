@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use futures::StreamExt;
 use kube::api::PostParams;
 use kube::{Api, Client};
-use pendingjob_operator::crd::PendingJob;
+use pendingjob_operator::api::PendingJob;
 use pendingjob_operator::intake::request::JobRequest;
 
 fn percentile(sorted: &[Duration], p: f64) -> f64 {

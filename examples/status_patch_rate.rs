@@ -1,7 +1,7 @@
 //! The reference for `make bench`: how fast a tight client can record first
 //! attempts of PendingJobs on this API server, with the very write the
 //! operator makes ([`fence::apply_status`]): a server-side apply of the whole
-//! `.status` that [`lifecycle::record`] gives for a delivered first attempt,
+//! `.status` that [`transitions::record`] gives for a delivered first attempt,
 //! fenced by the listed resourceVersion, answered with metadata only,
 //! `CONCURRENCY` at once. It makes no call and keeps no watch: what it
 //! measures is the API server's rate for that write.
@@ -16,9 +16,10 @@ use futures::StreamExt;
 use jiff::Timestamp;
 use kube::api::ListParams;
 use kube::{Api, Client, ResourceExt};
-use pendingjob_operator::crd::{PendingJob, PendingJobStatus, RetryPolicy};
-use pendingjob_operator::fence;
-use pendingjob_operator::lifecycle::{self, Attempt, Outcome};
+use pendingjob_operator::api::{PendingJob, PendingJobStatus, RetryPolicy};
+use pendingjob_operator::delivery::outcome::Outcome;
+use pendingjob_operator::job::fence;
+use pendingjob_operator::job::transitions::{self, Attempt};
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -54,7 +55,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                 finished: now,
                 jitter_unit: 0.0,
             };
-            let status = lifecycle::record(
+            let status = transitions::record(
                 &PendingJobStatus::default(),
                 &attempt,
                 &Outcome::Delivered { code: 200 },

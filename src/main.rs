@@ -7,14 +7,15 @@ use std::time::Duration;
 
 use clap::{ArgAction, Args, Parser, Subcommand};
 use ipnet::IpNet;
-use pendingjob_operator::admin::Admin;
-use pendingjob_operator::crd;
-use pendingjob_operator::dispatch::Dispatcher;
-use pendingjob_operator::egress::{self, EgressPolicy};
-use pendingjob_operator::elector::LeaseSettings;
-use pendingjob_operator::listing::InitialList;
-use pendingjob_operator::operator::{self, Clients, Settings};
-use pendingjob_operator::telemetry::{self, LogFormat};
+use pendingjob_operator::api;
+use pendingjob_operator::delivery::clients::HttpClients;
+use pendingjob_operator::delivery::egress::{self, EgressPolicy};
+use pendingjob_operator::leadership::campaign::LeaseSettings;
+use pendingjob_operator::observe::admin::Admin;
+use pendingjob_operator::observe::logging::{self, LogFormat};
+use pendingjob_operator::operator::clients::Clients;
+use pendingjob_operator::operator::{self, Settings};
+use pendingjob_operator::store::listing::InitialList;
 use tokio::sync::{oneshot, watch};
 
 /// Reliable background calls to flaky downstream APIs, as PendingJob resources.
@@ -127,8 +128,8 @@ enum CrdKind {
 
 fn print_crd(kind: CrdKind) -> ExitCode {
     let yaml = match kind {
-        CrdKind::Pendingjob => crd::crd_yaml(),
-        CrdKind::Destination => crd::destination_crd_yaml(),
+        CrdKind::Pendingjob => api::crd_yaml(),
+        CrdKind::Destination => api::destination_crd_yaml(),
     };
     match yaml {
         Ok(yaml) => {
@@ -143,7 +144,7 @@ fn print_crd(kind: CrdKind) -> ExitCode {
 }
 
 async fn run(args: RunArgs) -> ExitCode {
-    telemetry::init(args.log_format);
+    logging::init(args.log_format);
     // One TLS provider for the Kubernetes client and for calls to targets,
     // chosen here rather than by whichever client happens to be built first.
     if rustls::crypto::ring::default_provider().install_default().is_err() {
@@ -187,8 +188,8 @@ async fn run(args: RunArgs) -> ExitCode {
         }
     };
     tracing::info!(denied = ?denied.iter().map(ToString::to_string).collect::<Vec<_>>(), "egress policy");
-    let dispatcher = match Dispatcher::new(EgressPolicy::new(denied)) {
-        Ok(dispatcher) => dispatcher,
+    let http = match HttpClients::new(EgressPolicy::new(denied)) {
+        Ok(http) => http,
         Err(e) => {
             tracing::error!(error = %e, "cannot start");
             return ExitCode::FAILURE;
@@ -237,7 +238,7 @@ async fn run(args: RunArgs) -> ExitCode {
         initial_list: args.initial_list,
         default_ttl: args.ttl_seconds_after_finished.map(Duration::from_secs),
     };
-    operator::run(clients, dispatcher, settings, admin, shutdown_on_signal()).await;
+    operator::run(clients, http, settings, admin, shutdown_on_signal()).await;
     let _ = stop_admin.send(());
     let _ = server.await;
     ExitCode::SUCCESS

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use clap::Parser;
 use pendingjob_operator::intake::{Intake, Seed};
-use pendingjob_operator::telemetry::{self, LogFormat};
+use pendingjob_operator::observe::logging::{self, LogFormat};
 
 /// Stores PendingJobs posted over HTTP, for callers with a Kubernetes token.
 #[derive(Parser, Debug)]
@@ -33,7 +33,7 @@ struct Args {
 #[tokio::main]
 async fn main() -> ExitCode {
     let args = Args::parse();
-    telemetry::init(args.log_format);
+    logging::init(args.log_format);
     let fail = |message: String| {
         eprintln!("pendingjob-intake: {message}");
         ExitCode::FAILURE

@@ -13,7 +13,7 @@ use k8s_openapi::api::authorization::v1::{ResourceAttributes, SubjectAccessRevie
 use kube::api::PostParams;
 use kube::{Api, Client};
 
-use crate::crd::GROUP;
+use crate::api::GROUP;
 
 /// How long a review's answer is used.
 pub const REVIEW_TTL: Duration = Duration::from_secs(10);

@@ -34,7 +34,7 @@ use serde::Deserialize;
 use serde_json::json;
 use tracing::{info, warn};
 
-use crate::crd::{Destination, MAX_PAYLOAD_BYTES, Method, PendingJob};
+use crate::api::{Destination, MAX_PAYLOAD_BYTES, Method, PendingJob};
 use access::{Access, Denied};
 use request::JobRequest;
 

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
 use ring::digest::{SHA256, digest};
 
-use crate::crd::{DestinationRef, Method, PendingJob, PendingJobSpec, RetryPolicy, Target};
+use crate::api::{DestinationRef, Method, PendingJob, PendingJobSpec, RetryPolicy, Target};
 
 /// Who created a job through the intake (the TokenReview's username).
 pub const CREATED_BY: &str = "pendingjob.dev/created-by";

@@ -5,7 +5,7 @@
 
 use std::path::{Path, PathBuf};
 
-use pendingjob_operator::crd::Phase;
+use pendingjob_operator::api::Phase;
 use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair};
 use serde_json::json;
 

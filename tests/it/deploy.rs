@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::rbac::v1::{ClusterRole, PolicyRule, Role};
-use pendingjob_operator::crd::Phase;
+use pendingjob_operator::api::Phase;
 
 use crate::jobs::{SOON, apply, job, job_yaml, setup, status, wait_status};
 use crate::processes::{MockApi2, Operator};
@@ -416,7 +416,11 @@ async fn two_replicas_one_dispatcher_and_a_takeover_after_sigkill() {
     );
     // The standby has looked at the Lease every retry period all along, but
     // its leadership has not changed: one line says so, not one per look.
-    let leadership_lines = standby.log_text().lines().filter(|l| l.contains("leadership")).count();
+    let leadership_lines = standby
+        .log_text()
+        .lines()
+        .filter(|l| l.contains(": leadership leader="))
+        .count();
     assert_eq!(leadership_lines, 1, "{}", standby.log_text());
     let (_, metrics) = http_get(&format!("{standby_admin}/metrics")).await;
     assert_eq!(metric(&metrics, "pendingjob_leader"), 0.0);

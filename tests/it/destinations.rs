@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use axum::http::StatusCode;
 use base64::Engine as _;
 use kube::api::{Patch, PatchParams};
-use pendingjob_operator::crd::{Destination, Phase};
+use pendingjob_operator::api::{Destination, Phase};
 use serde_json::json;
 
 use crate::jobs::{SOON, job, setup, status, wait_status};
@@ -352,8 +352,7 @@ async fn an_open_circuit_holds_calls_through_an_outage_and_recovery_is_quick() {
     let outage_started = Instant::now();
     wait_until("the circuit to show Open", SOON, || async {
         let destination = env.api::<Destination>().get("fragile").await.expect("get");
-        (destination.status.and_then(|s| s.circuit) == Some(pendingjob_operator::destination::Circuit::Open))
-            .then_some(())
+        (destination.status.and_then(|s| s.circuit) == Some(pendingjob_operator::api::Circuit::Open)).then_some(())
     })
     .await;
     // `kubectl get destinations` shows why the jobs wait: the open circuit,

@@ -5,7 +5,7 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use pendingjob_operator::crd::Phase;
+use pendingjob_operator::api::Phase;
 
 use crate::jobs::{SOON, apply, job_yaml, setup, wait_status};
 use crate::processes::Operator;

@@ -7,7 +7,7 @@
 use std::time::{Duration, Instant};
 
 use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
-use pendingjob_operator::crd::{PendingJob, Phase};
+use pendingjob_operator::api::{PendingJob, Phase};
 
 use crate::jobs::{SOON, apply, job, job_yaml, setup, status, wait_status};
 use crate::processes::{MockApi2, Operator};

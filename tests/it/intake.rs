@@ -4,7 +4,7 @@
 use std::process::Command;
 use std::time::Duration;
 
-use pendingjob_operator::crd::{PendingJob, Phase};
+use pendingjob_operator::api::{PendingJob, Phase};
 use serde_json::json;
 
 use crate::destinations::{apply_json, destination};

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use pendingjob_operator::crd::{PendingJob, PendingJobStatus};
+use pendingjob_operator::api::{PendingJob, PendingJobStatus};
 
 use crate::support::{TestEnv, install_crds, kubectl_stdin, wait_until};
 

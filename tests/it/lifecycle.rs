@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use jiff::Timestamp;
 use kube::api::{Patch, PatchParams};
-use pendingjob_operator::crd::{PendingJob, Phase};
+use pendingjob_operator::api::{PendingJob, Phase};
 
 use crate::jobs::{SOON, apply, job_yaml, setup, status, wait_status};
 use crate::processes::{MockApi2, Operator};
@@ -316,8 +316,8 @@ fn the_prometheus_rule_alerts_on_metrics_the_operator_exports() {
     let rules = rule["spec"]["groups"][0]["rules"].as_array().expect("rules");
     assert_eq!(rules.len(), 3);
     // Families show once they have a series.
-    let metrics = pendingjob_operator::metrics::Metrics::default();
-    let mut gauges = pendingjob_operator::gauges::JobGauges::default();
+    let metrics = pendingjob_operator::observe::metrics::Metrics::default();
+    let mut gauges = pendingjob_operator::observe::gauges::JobGauges::default();
     gauges.by_phase.insert(("shop".into(), Phase::Failed), 1);
     metrics.set_job_gauges(Some(&gauges));
     metrics.status_write_failed("refused");

@@ -9,7 +9,7 @@ use jiff::Timestamp;
 use k8s_openapi::api::events::v1::Event;
 use kube::api::{DeleteParams, Patch, PatchParams};
 use kube::runtime::{WatchStreamExt, watcher};
-use pendingjob_operator::crd::{PendingJob, Phase};
+use pendingjob_operator::api::{PendingJob, Phase};
 
 use crate::jobs::{SOON, apply, job_yaml, setup, status, wait_status};
 use crate::processes::{MockApi2, Operator};

@@ -5,7 +5,7 @@
 
 use axum::http::StatusCode;
 use kube::api::{Patch, PatchParams};
-use pendingjob_operator::crd::{PendingJob, Phase};
+use pendingjob_operator::api::{PendingJob, Phase};
 use serde_json::{Value, json};
 
 use crate::jobs::{SOON, job, setup, wait_status};

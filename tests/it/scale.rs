@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use pendingjob_operator::crd::{PendingJob, Phase};
+use pendingjob_operator::api::{PendingJob, Phase};
 use tokio::net::TcpListener;
 
 use crate::jobs::{SOON, job_yaml, setup};
@@ -139,7 +139,7 @@ async fn a_destination_shows_its_calls_in_flight() {
     }
     wait_until("the destination to show 3 calls in flight", SOON, || async {
         let status = env
-            .api::<pendingjob_operator::crd::Destination>()
+            .api::<pendingjob_operator::api::Destination>()
             .get("slow")
             .await
             .ok()?

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use futures::{StreamExt, TryStreamExt};
 use kube::api::PostParams;
-use pendingjob_operator::crd::PendingJob;
+use pendingjob_operator::api::PendingJob;
 
 use crate::jobs::SOON;
 use crate::processes::{MockApi2, Operator};

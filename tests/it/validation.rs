@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use pendingjob_operator::crd::{Jitter, Method, PendingJob};
+use pendingjob_operator::api::{Jitter, Method, PendingJob};
 
 use crate::jobs::setup;
 use crate::support::{TestEnv, kubectl_stdin, wait_until};
@@ -230,7 +230,7 @@ async fn a_minimal_job_gets_the_documented_defaults() {
     let status = job.status.expect("status defaults to {phase: Pending}");
     assert_eq!(
         (status.phase, status.attempts),
-        (pendingjob_operator::crd::Phase::Pending, 0)
+        (pendingjob_operator::api::Phase::Pending, 0)
     );
     let table = env.kubectl(&["get", "pj", "minimal"]);
     assert!(String::from_utf8_lossy(&table.stdout).contains("Pending"), "{table:?}");

@@ -1,0 +1,19 @@
+//! What a Destination adds to a call: its credentials (Secrets, TLS,
+//! OAuth2), where a job's call goes ([`route`]), and the Destination
+//! controller ([`reconciler`]), which shows in status whether it can be
+//! called.
+//!
+//! Invariants:
+//! - Secrets and ConfigMaps are read with `get` only, from the
+//!   Destination's own namespace, and kept for a bounded time.
+//! - Their values never reach an object we write, a log line, an Event or
+//!   a metric: errors name objects and keys, header values are sensitive.
+//! - A job whose Destination is missing, suspended or not usable waits: no
+//!   call, no attempt spent, no write per job.
+
+pub mod credentials;
+pub mod oauth2;
+pub mod reconciler;
+pub mod route;
+pub mod secrets;
+pub mod tls;

