@@ -54,8 +54,12 @@ struct RunArgs {
     #[arg(long, value_parser = clap::value_parser!(u16).range(1..))]
     max_concurrent_per_target: Option<u16>,
     /// Target address ranges (CIDRs, comma-separated) the operator never
-    /// connects to, checked on the resolved address at connect time; an
-    /// empty value denies none.
+    /// connects to, checked on the resolved address at connect time. The
+    /// default is link-local only, so that targets on loopback work for
+    /// development; an empty value denies no range. The unspecified addresses
+    /// (0.0.0.0/8 and ::), which reach loopback, are denied whatever this
+    /// says. deploy/ ships a strict list: 127.0.0.0/8,::1/128,169.254.0.0/16,
+    /// fe80::/10,0.0.0.0/8,::/128,100.100.100.200/32,fd00:ec2::254/128.
     #[arg(long, value_delimiter = ',', default_value = egress::DEFAULT_DENIED)]
     deny_cidrs: Vec<String>,
     /// Most MiB of payloads kept in memory, for jobs with calls still to
@@ -275,4 +279,19 @@ fn default_identity() -> String {
         .filter(|h| !h.is_empty())
         .unwrap_or_else(|| "pendingjob-operator".to_owned());
     format!("{host}-{}", std::process::id())
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    use super::*;
+
+    #[test]
+    fn help_names_the_strict_egress_list_that_deploy_ships() {
+        let help = Cli::command().render_long_help().to_string();
+        let unwrapped: String = help.split_whitespace().collect();
+        assert!(unwrapped.contains(egress::STRICT_DENIED), "{help}");
+        assert!(help.contains("are denied whatever this says"), "{help}");
+    }
 }

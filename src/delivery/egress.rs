@@ -7,17 +7,35 @@
 //! connect time, in the HTTP client's resolver. So a name that resolves into
 //! a denied range is refused too, however it resolved a moment before (DNS
 //! rebinding). IPv4 addresses written as IPv6 (`::ffff:a.b.c.d`) are checked
-//! as IPv4.
+//! as IPv4, and URLs are checked as parsed, so every spelling of an address
+//! (`0x7f.1`, `2130706433`, `[::ffff:127.0.0.1]`) is checked as the address
+//! it is.
+//!
+//! The unspecified addresses (`0.0.0.0/8`, `::`) are denied whatever the
+//! flags say: on Linux, connecting to them reaches loopback.
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::Arc;
 
-use ipnet::IpNet;
+use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 use reqwest::dns::{Addrs, Name, Resolve, Resolving};
 
 /// Ranges denied unless the operator is told otherwise (`--deny-cidrs`):
 /// link-local, which holds the cloud metadata endpoints (169.254.169.254).
 pub const DEFAULT_DENIED: &str = "169.254.0.0/16,fe80::/10";
+
+/// The strict list `deploy/` ships: loopback, link-local, the unspecified
+/// addresses, and the cloud metadata endpoints outside link-local (Alibaba
+/// Cloud's 100.100.100.200, AWS's IPv6 fd00:ec2::254).
+pub const STRICT_DENIED: &str =
+    "127.0.0.0/8,::1/128,169.254.0.0/16,fe80::/10,0.0.0.0/8,::/128,100.100.100.200/32,fd00:ec2::254/128";
+
+/// Ranges denied whatever `--deny-cidrs` says: the unspecified addresses,
+/// which reach loopback under another name.
+pub const ALWAYS_DENIED: [IpNet; 2] = [
+    IpNet::V4(Ipv4Net::new_assert(Ipv4Addr::UNSPECIFIED, 8)),
+    IpNet::V6(Ipv6Net::new_assert(Ipv6Addr::UNSPECIFIED, 128)),
+];
 
 /// Target addresses the operator must not connect to.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -27,12 +45,14 @@ pub struct EgressPolicy {
 
 /// A call refused by the egress policy.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-#[error("egress policy: {address} is in the denied range {range} (--deny-cidrs); no connection was made")]
+#[error("egress policy: {address} is in the denied range {range} ({why}); no connection was made")]
 pub struct Denied {
     /// The address the call would have connected to.
     pub address: IpAddr,
     /// The range that denies it.
     pub range: IpNet,
+    /// Where the range comes from.
+    pub why: &'static str,
 }
 
 impl EgressPolicy {
@@ -44,15 +64,29 @@ impl EgressPolicy {
     /// Whether a connection to `address` is refused, and why.
     pub fn check(&self, address: IpAddr) -> Result<(), Denied> {
         let address = address.to_canonical();
+        if let Some(range) = ALWAYS_DENIED.iter().find(|range| range.contains(&address)) {
+            let why = "an unspecified address, which reaches loopback; always denied";
+            return Err(Denied {
+                address,
+                range: *range,
+                why,
+            });
+        }
         match self.denied.iter().find(|range| range.contains(&address)) {
-            Some(range) => Err(Denied { address, range: *range }),
+            Some(range) => Err(Denied {
+                address,
+                range: *range,
+                why: "--deny-cidrs",
+            }),
             None => Ok(()),
         }
     }
 
-    /// Checks the host of `url` when it is an IP literal; names are checked
-    /// when they resolve ([`Resolver`]).
+    /// Checks the host of `url` when it is an IP address, however it was
+    /// written (the URL parser has made it canonical); names are checked when
+    /// they resolve ([`Resolver`]).
     pub fn check_url(&self, url: &reqwest::Url) -> Result<(), Denied> {
+        // The parsed URL serializes an IP host in its one canonical form.
         let host = url.host_str().unwrap_or_default();
         let literal = host.strip_prefix('[').and_then(|h| h.strip_suffix(']')).unwrap_or(host);
         match literal.parse::<IpAddr>() {
@@ -146,6 +180,10 @@ mod tests {
                 .check("169.254.169.254".parse().expect("ip"))
                 .is_ok()
         );
+        for unspecified in ["0.0.0.0", "::", "::ffff:0.0.0.0"] {
+            let address: IpAddr = unspecified.parse().expect("address");
+            assert!(EgressPolicy::default().check(address).is_err(), "{unspecified}");
+        }
     }
 
     #[test]
@@ -161,6 +199,67 @@ mod tests {
         assert!(default.check_url(&url("http://[::ffff:169.254.169.254]/")).is_err());
         assert!(default.check_url(&url("https://metadata.example/")).is_ok());
         assert!(default.check_url(&url("http://127.0.0.1:80/")).is_ok());
+    }
+
+    #[test]
+    fn every_spelling_of_an_address_is_checked_as_that_address() {
+        let loopback = policy("127.0.0.0/8,::1/128");
+        let url = |u: &str| reqwest::Url::parse(u).expect("url");
+        for spelled in [
+            "http://127.0.0.1/",
+            "http://2130706433/",
+            "http://0x7f.1/",
+            "http://0177.0.0.1/",
+            "http://127.1/",
+            "http://[::ffff:127.0.0.1]/",
+            "http://[::ffff:7f00:1]/",
+            "http://[::1]/",
+            "http://[0:0:0:0:0:0:0:1]/",
+        ] {
+            let denied = loopback.check_url(&url(spelled)).expect_err(spelled);
+            assert!(denied.to_string().contains("--deny-cidrs"), "{spelled}: {denied}");
+        }
+        // The unspecified addresses reach loopback: denied even by an empty policy.
+        for spelled in [
+            "http://0.0.0.0/",
+            "http://0/",
+            "http://0.0.0.7/",
+            "http://0x0/",
+            "http://[::]/",
+            "http://[::0]/",
+            "http://[0:0:0:0:0:0:0:0]/",
+            "http://[::ffff:0.0.0.0]/",
+            "http://[::ffff:0:0]/",
+        ] {
+            let denied = EgressPolicy::default().check_url(&url(spelled)).expect_err(spelled);
+            assert!(denied.to_string().contains("always denied"), "{spelled}: {denied}");
+        }
+        assert!(EgressPolicy::default().check_url(&url("http://1.0.0.0/")).is_ok());
+    }
+
+    #[test]
+    fn deploy_ships_the_strict_list() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/deploy/base/operator.yaml");
+        let manifest = std::fs::read_to_string(path).expect("deploy/base/operator.yaml");
+        assert!(
+            manifest.contains(&format!("- --deny-cidrs={STRICT_DENIED}")),
+            "{path} must pass --deny-cidrs={STRICT_DENIED}"
+        );
+        let strict = policy(STRICT_DENIED);
+        for denied in [
+            "127.0.0.1",
+            "::1",
+            "169.254.169.254",
+            "100.100.100.200",
+            "fd00:ec2::254",
+            "0.0.0.0",
+        ] {
+            assert!(strict.check(denied.parse().expect("ip")).is_err(), "{denied}");
+        }
+        // The cluster's own Services and Pods stay reachable.
+        for allowed in ["10.96.0.10", "10.244.0.5", "192.168.1.1", "100.64.0.1"] {
+            assert!(strict.check(allowed.parse().expect("ip")).is_ok(), "{allowed}");
+        }
     }
 
     #[tokio::test]

@@ -1,14 +1,17 @@
 //! The egress policy: a raw URL into a denied range, as an IP literal or as a
 //! name that resolves there, fails its job with a clear error, and no
-//! connection is ever made.
+//! connection is ever made; the unspecified addresses, which reach
+//! loopback, are denied whatever the flags say.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
+use axum::http::StatusCode;
 use pendingjob_operator::api::Phase;
 
 use crate::jobs::{SOON, apply, job_yaml, setup, wait_status};
 use crate::processes::Operator;
+use crate::targets::Target;
 
 /// A TCP listener on a free loopback port that counts the connections it
 /// accepts; it stops when dropped.
@@ -82,4 +85,41 @@ async fn denied_addresses_fail_their_jobs_and_are_never_connected_to() {
         0,
         "a denied address was connected to"
     );
+}
+
+#[tokio::test]
+async fn unspecified_addresses_are_never_connected_to_whatever_the_flags_say() {
+    let env = setup("egress-unspecified").await;
+    let target = Target::start(StatusCode::OK).await;
+    // No range denied: only the built-in rule stands between these jobs and
+    // the target on loopback.
+    let _operator = Operator::start(&env.namespace, &["--deny-cidrs", ""]);
+    let port = target.base.rsplit(':').next().expect("port").to_owned();
+    let control = format!("http://127.0.0.1:{port}/control");
+    apply(&env, &job_yaml("control", &control, "initialDelaySeconds: 1")).await;
+    let spellings = [
+        ("zeros", "0.0.0.0"),
+        ("zero", "0"),
+        ("hex", "0x0"),
+        ("this-network", "0.1.2.3"),
+        ("v6", "[::]"),
+        ("v6-long", "[0:0:0:0:0:0:0:0]"),
+        ("mapped", "[::ffff:0.0.0.0]"),
+    ];
+    for (name, host) in spellings {
+        let url = format!("http://{host}:{port}/{name}");
+        apply(&env, &job_yaml(name, &url, "initialDelaySeconds: 1")).await;
+    }
+    wait_status(&env, "control", "Succeeded", SOON, |s| s.phase == Phase::Succeeded).await;
+    for (name, host) in spellings {
+        let failed = wait_status(&env, name, "Failed", SOON, |s| s.phase == Phase::Failed).await;
+        assert_eq!(failed.attempts, 1, "{name} ({host}): refused once, for good");
+        let error = failed.last_error.unwrap_or_default();
+        assert!(
+            error.contains("always denied") && error.contains("no connection was made"),
+            "{name} ({host}): {error}"
+        );
+    }
+    let paths: Vec<String> = target.seen().iter().map(|s| s.path.clone()).collect();
+    assert_eq!(paths, ["/control"], "only the control job reached the target");
 }
