@@ -285,6 +285,26 @@ async fn a_labelled_namespace_refuses_raw_urls_and_takes_destinations() {
         "{refused}"
     );
     apply_json(&env, &job_to("named", "somewhere", "/x"));
+    // A dead letter is a call too, and it carries the payload.
+    let with_dead_letter = |dead_letter: serde_json::Value| {
+        let mut job = job_to("with-dead-letter", "somewhere", "/x");
+        job["spec"]["deadLetter"] = dead_letter;
+        job
+    };
+    let raw = with_dead_letter(json!({"url": "http://api.example/dead"}));
+    let out = kubectl_stdin(
+        &["apply", "--dry-run=server", "--namespace", &env.namespace, "-f", "-"],
+        &serde_json::to_string(&raw).expect("json"),
+    );
+    let refused = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && refused.contains("spec.deadLetter.url") && refused.contains("dead letters"),
+        "{out:?}"
+    );
+    apply_json(
+        &env,
+        &with_dead_letter(json!({"destinationRef": {"name": "somewhere"}})),
+    );
 }
 
 // Two workers: `kubectl` blocks one while the target records arrivals on the other.
