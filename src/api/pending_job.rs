@@ -107,8 +107,12 @@ pub struct Target {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub url: Option<String>,
     /// Path (and query) appended to the destination's URL, for a job with a
-    /// destination.
+    /// destination. It stays under that URL: no `.` or `..` segments, raw
+    /// or percent-encoded, and no backslashes.
     #[x_kube(validation = Rule::new("self.startsWith('/')").message("must start with /"))]
+    #[x_kube(validation = Rule::new(
+        r"!self.contains('\\') && !self.matches('^([^?#]*(/|%2[fF]|%5[cC]))?([.]|%2[eE]){1,2}([/?#]|%2[fF]|%5[cC]|$)')"
+    ).message("must stay under the destination's URL: no . or .. segments (raw or percent-encoded) and no backslashes"))]
     #[schemars(length(min = 1, max = 2048))]
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub path: Option<String>,

@@ -32,6 +32,9 @@ pub struct Endpoint {
     /// The client of a destination with TLS settings of its own; the shared
     /// client otherwise.
     pub client: Option<reqwest::Client>,
+    /// The URL the call must stay under, once dot segments are resolved (a
+    /// destination's base URL); `None` for a raw URL.
+    pub within: Option<String>,
 }
 
 /// Makes one call to `endpoint`, with `target`'s method, headers and
@@ -106,12 +109,51 @@ fn build(
     // The destination's headers (credentials among them) win over the job's.
     headers.extend(endpoint.headers.clone());
     let url = reqwest::Url::parse(&endpoint.url).map_err(|e| format!("URL {:?}: {e}", endpoint.url))?;
+    if let Some(base) = &endpoint.within {
+        stays_under(&url, base)?;
+    }
     clients.check_url(&url)?;
     let mut builder = clients.shared().request(method, url).headers(headers).timeout(timeout);
     if let Some(body) = body {
         builder = builder.header(CONTENT_TYPE, "application/json").body(body);
     }
     builder.build().map_err(|e| describe(&e))
+}
+
+/// Refuses `url` unless it is at or below `base`: same scheme, host and
+/// port, and a path under the base's, as parsed, so `..` segments (raw or
+/// `%2e`-encoded) are resolved as a server would resolve them.
+pub fn stays_under(url: &reqwest::Url, base: &str) -> Result<(), String> {
+    let base = reqwest::Url::parse(base).map_err(|e| format!("destination URL {base:?}: {e}"))?;
+    let prefix = base.path().trim_end_matches('/');
+    let path = url.path();
+    let under_path = prefix.is_empty() || path == prefix || path.starts_with(&format!("{prefix}/"));
+    if url.origin() == base.origin() && under_path {
+        return Ok(());
+    }
+    Err(format!(
+        "target.path leaves the destination's URL: {path} is not under {}",
+        base.path()
+    ))
+}
+
+/// A response's body if it is at most `limit` bytes long; `None`, having
+/// read no more than `limit` bytes and one chunk, when it is longer.
+pub async fn body_within(mut response: reqwest::Response, limit: usize) -> Result<Option<Vec<u8>>, reqwest::Error> {
+    if response
+        .content_length()
+        .is_some_and(|length| length > u64::try_from(limit).unwrap_or(u64::MAX))
+    {
+        return Ok(None);
+    }
+    let mut body = Vec::new();
+    while let Some(chunk) = response.chunk().await? {
+        if body.len() + chunk.len() > limit {
+            return Ok(None);
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(Some(body))
 }
 
 /// The start of a response body, for error messages; never more than a few
@@ -126,4 +168,40 @@ async fn body_snippet(mut response: reqwest::Response) -> String {
     }
     let text = String::from_utf8_lossy(&bytes[..bytes.len().min(BODY_SNIPPET_BYTES)]).into_owned();
     text.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_joined_url_stays_under_its_base() {
+        let base = "https://api.example/tenants/a";
+        let cases = [
+            ("https://api.example/tenants/a/x", true),
+            ("https://api.example/tenants/a", true),
+            ("https://api.example/tenants/a/x/../y?z=..", true),
+            ("https://api.example/tenants/a/../b/x", false),
+            ("https://api.example/tenants/a/%2e%2e/b/x", false),
+            ("https://api.example/tenants/a/.%2E/b/x", false),
+            ("https://api.example/tenants/a/x/../../b", false),
+            ("https://api.example/tenants/ab", false),
+            ("http://api.example/tenants/a/x", false),
+            ("https://api.example:8443/tenants/a/x", false),
+        ];
+        for (url, under) in cases {
+            let parsed = reqwest::Url::parse(url).expect("url");
+            assert_eq!(stays_under(&parsed, base).is_ok(), under, "{url} -> {}", parsed.path());
+        }
+        let root = reqwest::Url::parse("https://api.example/../x").expect("url");
+        assert!(stays_under(&root, "https://api.example").is_ok());
+        let error = stays_under(
+            &reqwest::Url::parse("https://api.example/tenants/b").expect("url"),
+            base,
+        );
+        assert_eq!(
+            error.unwrap_err(),
+            "target.path leaves the destination's URL: /tenants/b is not under /tenants/a"
+        );
+    }
 }

@@ -206,6 +206,52 @@ async fn bad_manifests_are_refused_with_the_field_named() {
 }
 
 #[tokio::test]
+async fn paths_that_climb_out_of_their_destination_are_refused_with_the_field_named() {
+    let env = setup("invalid-path").await;
+    let with_path = |n: usize, path: &str| {
+        let path = serde_json::to_string(path).expect("json");
+        manifest(
+            &format!("path-{n}"),
+            &format!("  destinationRef:\n    name: somewhere\n  target:\n    path: {path}\n"),
+            "",
+        )
+    };
+    let climbing = [
+        "/../b/x",
+        "/%2e%2e/b/x",
+        "/.%2E/b/x",
+        "/%2E./b/x",
+        "/a/..",
+        "/a/../../b",
+        "/a/./b",
+        "/a/..?x=1",
+        "/a\\..\\b",
+        "/a%2f..%2fb",
+        "/a%5C..%5Cb",
+    ];
+    for (n, path) in climbing.iter().enumerate() {
+        let out = apply(&env, &with_path(n, path), true);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{path}: accepted, but must be refused");
+        assert!(
+            stderr.contains("spec.target.path") && stderr.contains("must stay under the destination's URL"),
+            "{path}: {stderr}"
+        );
+    }
+    let fine = [
+        "/v1/charges",
+        "/a.b/..c/x...",
+        "/x?redirect=../y",
+        "/.well-known/thing",
+        "/a/%2e%2ex",
+    ];
+    for (n, path) in fine.iter().enumerate() {
+        let out = apply(&env, &with_path(100 + n, path), true);
+        assert!(out.status.success(), "{path}: {}", String::from_utf8_lossy(&out.stderr));
+    }
+}
+
+#[tokio::test]
 async fn a_minimal_job_gets_the_documented_defaults() {
     let env = setup("defaults").await;
     // A payload of any JSON type is accepted; a string, here.
