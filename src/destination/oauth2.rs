@@ -15,6 +15,13 @@
 //!   one. A 401 with a token fetched for that very call is the target's
 //!   answer, and is recorded as such. Each attempt is still one call.
 //! - One fetch per destination at a time; other destinations do not wait.
+//!   A fetch that failed is not tried again for that destination before
+//!   [`fetch_backoff`] (1 s, 2 s, 4 s … 1 min): its jobs and its
+//!   controller get the same answer meanwhile, so waiting jobs never cause
+//!   a fetch each.
+//! - At most [`MAX_TOKEN_RESPONSE_BYTES`] of an answer are read; a longer
+//!   one fails the fetch (`TokenRequestFailed`), so no token endpoint can
+//!   grow the operator's memory.
 //! - Tokens and client secrets never reach a message, a log line or a
 //!   status: errors name the endpoint and its status code only.
 
@@ -28,6 +35,7 @@ use serde::Deserialize;
 
 use super::secrets::{Secrets, Unusable};
 use crate::api::OAuth2ClientCredentials;
+use crate::delivery::call::body_within;
 use crate::delivery::clients::HttpClients;
 use crate::delivery::outcome::{Outcome, describe};
 
@@ -37,6 +45,11 @@ pub const UNSTATED_LIFETIME: Duration = Duration::from_secs(300);
 const REFRESH_MARGIN: Duration = Duration::from_secs(30);
 /// Longest wait for the token endpoint.
 const TOKEN_TIMEOUT: Duration = Duration::from_secs(10);
+/// Most bytes of a token endpoint's answer that are read; a token response
+/// is a few hundred bytes.
+pub const MAX_TOKEN_RESPONSE_BYTES: usize = 64 * 1024;
+/// Longest pause between fetches for a destination whose fetches fail.
+const MAX_FETCH_BACKOFF: Duration = Duration::from_secs(60);
 
 /// A token to call with, and whether it was fetched for this call.
 #[derive(Clone, Debug)]
@@ -62,10 +75,25 @@ struct Cached {
     refresh_at: Instant,
 }
 
+/// A fetch that failed, remembered until it may be tried again.
+struct Failed {
+    source: Source,
+    error: Unusable,
+    failures: u32,
+    retry_at: Instant,
+}
+
+/// What is held for one destination.
+#[derive(Default)]
+struct Held {
+    token: Option<Cached>,
+    failed: Option<Failed>,
+}
+
 /// The tokens held, per destination.
 #[derive(Default)]
 pub struct Tokens {
-    by_destination: Mutex<HashMap<String, Arc<tokio::sync::Mutex<Option<Cached>>>>>,
+    by_destination: Mutex<HashMap<String, Arc<tokio::sync::Mutex<Held>>>>,
 }
 
 /// The token endpoint's answer (§5.1).
@@ -105,37 +133,61 @@ impl Tokens {
             scopes: settings.scopes.clone(),
         };
         let slot = self.slot(key);
-        let mut cached = slot.lock().await;
-        if let Some(held) = cached.as_ref()
-            && held.source == source
-            && Instant::now() < held.refresh_at
+        let mut held = slot.lock().await;
+        if let Some(cached) = &held.token
+            && cached.source == source
+            && Instant::now() < cached.refresh_at
         {
             return Ok(Token {
-                header: held.header.clone(),
+                header: cached.header.clone(),
                 fresh: false,
             });
         }
+        if let Some(failed) = &held.failed
+            && failed.source == source
+            && Instant::now() < failed.retry_at
+        {
+            return Err(failed.error.clone());
+        }
         let fetched_at = Instant::now();
-        let (header, lifetime) = fetch(&source, clients).await?;
-        *cached = Some(Cached {
-            source,
-            header: header.clone(),
-            refresh_at: fetched_at + refresh_after(lifetime),
-        });
-        Ok(Token { header, fresh: true })
+        match fetch(&source, clients).await {
+            Ok((header, lifetime)) => {
+                held.failed = None;
+                held.token = Some(Cached {
+                    source,
+                    header: header.clone(),
+                    refresh_at: fetched_at + refresh_after(lifetime),
+                });
+                Ok(Token { header, fresh: true })
+            }
+            Err(error) => {
+                let failures = held
+                    .failed
+                    .as_ref()
+                    .filter(|failed| failed.source == source)
+                    .map_or(1, |failed| failed.failures.saturating_add(1));
+                held.failed = Some(Failed {
+                    source,
+                    error: error.clone(),
+                    failures,
+                    retry_at: Instant::now() + fetch_backoff(failures),
+                });
+                Err(error)
+            }
+        }
     }
 
     /// Drops destination `key`'s token if it is still `used`, the one a
     /// target refused.
     pub async fn forget(&self, key: &str, used: &HeaderValue) {
         let slot = self.slot(key);
-        let mut cached = slot.lock().await;
-        if cached.as_ref().is_some_and(|held| held.header == used) {
-            *cached = None;
+        let mut held = slot.lock().await;
+        if held.token.as_ref().is_some_and(|cached| cached.header == used) {
+            held.token = None;
         }
     }
 
-    fn slot(&self, key: &str) -> Arc<tokio::sync::Mutex<Option<Cached>>> {
+    fn slot(&self, key: &str) -> Arc<tokio::sync::Mutex<Held>> {
         self.by_destination
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
@@ -143,6 +195,13 @@ impl Tokens {
             .or_default()
             .clone()
     }
+}
+
+/// How long a destination waits for its next fetch after `failures` failed
+/// ones in a row: 1 s, doubling, at most [`MAX_FETCH_BACKOFF`].
+pub fn fetch_backoff(failures: u32) -> Duration {
+    let doublings = failures.saturating_sub(1).min(16);
+    Duration::from_secs(1u64 << doublings).min(MAX_FETCH_BACKOFF)
 }
 
 /// How long after it was fetched a token of `lifetime` is replaced.
@@ -199,7 +258,15 @@ async fn fetch(source: &Source, clients: &HttpClients) -> Result<(HeaderValue, D
         .await
         .map_err(|e| failed(describe(&e)))?;
     let status = response.status();
-    let body = response.bytes().await.map_err(|e| failed(describe(&e)))?;
+    let body = body_within(response, MAX_TOKEN_RESPONSE_BYTES)
+        .await
+        .map_err(|e| failed(describe(&e)))?
+        .ok_or_else(|| {
+            failed(format!(
+                "the answer is larger than {} KiB",
+                MAX_TOKEN_RESPONSE_BYTES / 1024
+            ))
+        })?;
     if !status.is_success() {
         let code = serde_json::from_slice::<TokenError>(&body)
             .map(|e| format!(" ({})", e.error.chars().take(64).collect::<String>()))
@@ -224,6 +291,23 @@ async fn fetch(source: &Source, clients: &HttpClients) -> Result<(HeaderValue, D
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn failed_fetches_back_off_to_a_minute() {
+        let cases = [
+            (1, 1),
+            (2, 2),
+            (3, 4),
+            (4, 8),
+            (6, 32),
+            (7, 60),
+            (40, 60),
+            (u32::MAX, 60),
+        ];
+        for (failures, seconds) in cases {
+            assert_eq!(fetch_backoff(failures), Duration::from_secs(seconds), "{failures}");
+        }
+    }
 
     #[test]
     fn tokens_are_replaced_before_they_expire() {

@@ -7,6 +7,7 @@ mod deploy;
 mod destinations;
 mod egress;
 mod faults;
+mod hostile_remotes;
 mod intake;
 mod jobs;
 mod lifecycle;

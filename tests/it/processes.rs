@@ -174,6 +174,18 @@ impl Operator {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
+    /// Its resident memory now, in MiB (`VmRSS` in `/proc/PID/status`).
+    pub fn rss_mib(&self) -> f64 {
+        let path = format!("/proc/{}/status", self.child.id());
+        let status = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("reading {path}: {e}"));
+        let kib: f64 = status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .unwrap_or_else(|| panic!("no VmRSS in {path}"));
+        kib / 1024.0
+    }
+
     /// Base URL of its admin server (`/healthz`, `/readyz`, `/metrics`), from its log.
     pub async fn admin_url(&self) -> String {
         wait_until(
