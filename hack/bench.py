@@ -370,7 +370,8 @@ def intake():
         {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding", "metadata": {"name": "writer"},
          "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "writer"},
          "subjects": [{"kind": "ServiceAccount", "name": "bench", "namespace": ns}]}]}))
-    token = kubectl("create", "token", "bench", "--namespace", ns, "--duration", "1h").strip()
+    token = kubectl("create", "token", "bench", "--namespace", ns, "--duration", "1h",
+                    "--audience", "pendingjob-intake").strip()
     child = start("intake", f"{BIN}/pendingjob-intake", "--listen", "127.0.0.1:0")
     log = os.path.join(WORK, "intake.log")
     port = wait("the intake to listen", 30, lambda: re.search(r"address=127\.0\.0\.1:(\d+)", open(log).read()))

@@ -150,7 +150,7 @@ done
 	echo "pendingjob-intake did not start: $(cat "$WORK/intake.log")" >&2
 	exit 1
 }
-TOKEN=$(kubectl create token ui --namespace "$NAMESPACE" --duration 10m)
+TOKEN=$(kubectl create token ui --namespace "$NAMESPACE" --duration 10m --audience pendingjob-intake)
 
 say "curl -X POST http://$INTAKE/api1/process -d '{\"name\":\"hello\"}'   (token of ServiceAccount ui)"
 answer=$(curl -fsS -X POST "http://$INTAKE/api1/process" -H "Authorization: Bearer $TOKEN" \

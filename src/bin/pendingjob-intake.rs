@@ -22,6 +22,11 @@ struct Args {
     /// Destination of the jobs `POST /api1/process` creates.
     #[arg(long, requires = "seed_namespace")]
     seed_destination: Option<String>,
+    /// The audience callers' tokens must be minted for
+    /// (`kubectl create token SERVICE_ACCOUNT --audience pendingjob-intake`);
+    /// a token for the API server is refused.
+    #[arg(long, default_value = "pendingjob-intake")]
+    token_audience: String,
     /// The longest any Kubernetes API request may take.
     #[arg(long, default_value_t = 10)]
     api_timeout_seconds: u64,
@@ -63,7 +68,7 @@ async fn main() -> ExitCode {
     };
     let address = listener.local_addr().unwrap_or(args.listen);
     tracing::info!(%address, "intake listening");
-    match axum::serve(listener, Intake::new(client, seed).router())
+    match axum::serve(listener, Intake::new(client, seed, args.token_audience).router())
         .with_graceful_shutdown(shutdown_signal())
         .await
     {

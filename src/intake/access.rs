@@ -1,6 +1,8 @@
 //! Who calls the intake, and whether they may: the bearer token is checked
-//! with a TokenReview, the permission with a SubjectAccessReview, both by
-//! the API server itself. Answers are kept for [`REVIEW_TTL`], so a busy
+//! with a TokenReview for the intake's own audience, the permission with a
+//! SubjectAccessReview, both by the API server itself. A token minted for
+//! the API server (the default audience) is refused, so a token an
+//! application sends to the intake is no key to the API server. Answers are kept for [`REVIEW_TTL`], so a busy
 //! client costs the API server one review of each kind per 10 s, not one
 //! per request; a revoked token or permission is refused within that long.
 
@@ -42,6 +44,8 @@ type Grant = (String, String, &'static str);
 /// Reviews tokens and permissions, and remembers the answers briefly.
 pub struct Access {
     client: Client,
+    /// The audience callers' tokens must be minted for.
+    audience: String,
     callers: Kept<String, UserInfo>,
     grants: Kept<Grant, bool>,
 }
@@ -66,10 +70,11 @@ fn keep<K: std::hash::Hash + Eq, V>(map: &Kept<K, V>, key: K, value: V) {
 
 impl Access {
     /// Reviews with `client`, whose account may create TokenReviews and
-    /// SubjectAccessReviews.
-    pub fn new(client: Client) -> Self {
+    /// SubjectAccessReviews, accepting tokens minted for `audience` only.
+    pub fn new(client: Client, audience: String) -> Self {
         Self {
             client,
+            audience,
             callers: Mutex::default(),
             grants: Mutex::default(),
         }
@@ -120,7 +125,7 @@ impl Access {
         let review = TokenReview {
             spec: TokenReviewSpec {
                 token: token.to_owned(),
-                ..TokenReviewSpec::default()
+                audiences: Some(vec![self.audience.clone()]),
             },
             ..TokenReview::default()
         };
@@ -129,11 +134,15 @@ impl Access {
             .await
             .map_err(|e| Denied::Unavailable(format!("reviewing the token: {e}")))?;
         let status = answer.status.unwrap_or_default();
+        // An authenticator that ignores audiences answers none: refused too.
+        let for_us = status.audiences.iter().flatten().any(|a| *a == self.audience);
         match (status.authenticated, status.user) {
-            (Some(true), Some(user)) => Ok(user),
-            _ => Err(Denied::Unauthenticated(
-                "the bearer token is not valid for this cluster".into(),
-            )),
+            (Some(true), Some(user)) if for_us => Ok(user),
+            _ => Err(Denied::Unauthenticated(format!(
+                "the bearer token is not valid for audience {audience}; a token for the API server is refused: \
+                 mint one with `kubectl create token SERVICE_ACCOUNT --audience {audience}`",
+                audience = self.audience
+            ))),
         }
     }
 

@@ -93,10 +93,11 @@ struct JobQuery {
 }
 
 impl Intake {
-    /// An intake that creates jobs and reviews callers with `client`.
-    pub fn new(client: Client, seed: Option<Seed>) -> Self {
+    /// An intake that creates jobs and reviews callers with `client`,
+    /// accepting tokens minted for `audience`.
+    pub fn new(client: Client, seed: Option<Seed>, audience: String) -> Self {
         Self {
-            access: Access::new(client.clone()),
+            access: Access::new(client.clone(), audience),
             client,
             seed,
             destinations: Mutex::default(),

@@ -106,10 +106,11 @@ impl Drop for Intake {
     }
 }
 
-/// A ServiceAccount token allowed to create and get pendingjobs in the
-/// test namespace only.
+/// A token for the intake's audience, of a ServiceAccount allowed to create
+/// and get pendingjobs in the test namespace only.
 async fn writer_token(env: &TestEnv) -> String {
-    let token = env.service_account_token("writer").await;
+    env.service_account_token("writer").await;
+    let token = env.token_for_audience("writer", "pendingjob-intake").await;
     apply_json(
         env,
         &json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role", "metadata": {"name": "job-writer"},
@@ -157,6 +158,19 @@ async fn tokens_are_reviewed_and_access_is_per_namespace() {
     assert_eq!(code, 401, "{body}");
     let (code, body) = intake.post(&env.namespace, "api2", Some("garbage"), None, "{}").await;
     assert_eq!(code, 401, "{body}");
+    // The same account's token for the API server, replayable there: refused.
+    let for_the_api_server = env
+        .token_for_audience("writer", "https://kubernetes.default.svc.cluster.local")
+        .await;
+    let (code, body) = intake
+        .post(&env.namespace, "api2", Some(&for_the_api_server), None, "{}")
+        .await;
+    assert_eq!(code, 401, "{body}");
+    let error = body["error"].as_str().unwrap_or_default();
+    assert!(
+        error.contains("--audience pendingjob-intake") && !error.contains(&for_the_api_server),
+        "{body}"
+    );
     assert_eq!(
         job_names(&env).await,
         vec![name],

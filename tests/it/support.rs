@@ -133,6 +133,26 @@ impl TestEnv {
             .unwrap_or_else(|| panic!("TokenRequest for {name} returned no token"))
     }
 
+    /// A short-lived token for ServiceAccount `name` (made already) for
+    /// `audience`, through the TokenRequest API.
+    pub async fn token_for_audience(&self, name: &str, audience: &str) -> String {
+        let request = TokenRequest {
+            spec: Some(TokenRequestSpec {
+                audiences: Some(vec![audience.to_owned()]),
+                expiration_seconds: Some(600),
+                ..TokenRequestSpec::default()
+            }),
+            ..TokenRequest::default()
+        };
+        self.api::<ServiceAccount>()
+            .create_token_request(name, &PostParams::default(), &request)
+            .await
+            .unwrap_or_else(|e| panic!("requesting a token for ServiceAccount {name}: {e}"))
+            .status
+            .and_then(|status| status.token)
+            .unwrap_or_else(|| panic!("TokenRequest for {name} returned no token"))
+    }
+
     /// A client for the same cluster that authenticates with `token` only.
     pub async fn client_with_token(&self, token: &str) -> Client {
         let mut config = kubeconfig_config().await;
