@@ -22,7 +22,7 @@ const BODY_SNIPPET_BYTES: usize = 200;
 
 /// Where a call goes: what a route makes of a target, its destination and
 /// their credentials.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug)]
 pub struct Endpoint {
     /// The URL to call.
     pub url: String,

@@ -2,9 +2,10 @@
 //! with a TokenReview for the intake's own audience, the permission with a
 //! SubjectAccessReview, both by the API server itself. A token minted for
 //! the API server (the default audience) is refused, so a token an
-//! application sends to the intake is no key to the API server. Answers are kept for [`REVIEW_TTL`], so a busy
-//! client costs the API server one review of each kind per 10 s, not one
-//! per request; a revoked token or permission is refused within that long.
+//! application sends to the intake is no key to the API server. Answers
+//! are kept for [`REVIEW_TTL`], so a busy client costs the API server one
+//! review of each kind per 10 s, not one per request; a revoked token or
+//! permission is refused within that long.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
