@@ -128,6 +128,7 @@ async fn deploy_is_accepted_server_side() {
         "deployment.apps/mock-api2",
         "service/mock-api2",
         "validatingadmissionpolicy.admissionregistration.k8s.io/pendingjobs.pendingjob.dev-payload-limit",
+        "validatingadmissionpolicy.admissionregistration.k8s.io/destinations.pendingjob.dev-secret-access",
         "networkpolicy.networking.k8s.io/pendingjob-operator",
         "networkpolicy.networking.k8s.io/pendingjob-intake",
     ] {

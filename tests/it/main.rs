@@ -18,6 +18,7 @@ mod processes;
 mod proxy;
 mod require_destination;
 mod scale;
+mod secret_access;
 mod support;
 mod targets;
 mod user_paths;

@@ -47,8 +47,10 @@ async fn crds_install_with_apply_f_and_with_apply_k() {
         [
             "customresourcedefinition.apiextensions.k8s.io/destinations.pendingjob.dev",
             "customresourcedefinition.apiextensions.k8s.io/pendingjobs.pendingjob.dev",
+            "validatingadmissionpolicy.admissionregistration.k8s.io/destinations.pendingjob.dev-secret-access",
             "validatingadmissionpolicy.admissionregistration.k8s.io/pendingjobs.pendingjob.dev-payload-limit",
             "validatingadmissionpolicy.admissionregistration.k8s.io/pendingjobs.pendingjob.dev-require-destination",
+            "validatingadmissionpolicybinding.admissionregistration.k8s.io/destinations.pendingjob.dev-secret-access",
             "validatingadmissionpolicybinding.admissionregistration.k8s.io/pendingjobs.pendingjob.dev-payload-limit",
             "validatingadmissionpolicybinding.admissionregistration.k8s.io/pendingjobs.pendingjob.dev-require-destination",
         ]
