@@ -53,6 +53,13 @@ struct RunArgs {
     /// --max-concurrent-dispatches, at least 1).
     #[arg(long, value_parser = clap::value_parser!(u16).range(1..))]
     max_concurrent_per_target: Option<u16>,
+    /// Most calls in flight at once for one namespace, even while it is the
+    /// only one calling, so that another namespace always finds a slot free;
+    /// a Destination's maxConcurrency cannot go past it. Freed slots go round
+    /// the waiting namespaces in turn (default: half of
+    /// --max-concurrent-dispatches, at least 1).
+    #[arg(long, value_parser = clap::value_parser!(u16).range(1..))]
+    max_concurrent_per_namespace: Option<u16>,
     /// Target address ranges (CIDRs, comma-separated) the operator never
     /// connects to, checked on the resolved address at connect time. The
     /// default is link-local only, so that targets on loopback work for
@@ -235,6 +242,9 @@ async fn run(args: RunArgs) -> ExitCode {
         max_concurrent_per_target: args
             .max_concurrent_per_target
             .unwrap_or((args.max_concurrent_dispatches / 4).max(1)),
+        max_concurrent_per_namespace: args
+            .max_concurrent_per_namespace
+            .unwrap_or((args.max_concurrent_dispatches / 2).max(1)),
         shutdown_grace: Duration::from_secs(args.shutdown_grace_seconds),
         lease,
         identity,

@@ -4,8 +4,8 @@
 //! - [`outcome`]: what an answer means (pure, table-tested).
 //! - [`clients`]: the HTTP clients, per destination when TLS differs.
 //! - [`egress`]: the addresses no call may reach, checked at connect time.
-//! - [`slots`], [`pacing`], [`breaker`], [`occupancy`]: how many calls may
-//!   be in flight, how fast, whether a destination may be called at all,
+//! - [`slots`], [`shares`], [`pacing`], [`breaker`], [`occupancy`]: how
+//!   many calls may be in flight, each namespace's fair share of them, how fast, whether a destination may be called at all,
 //!   and how busy each one is.
 //!
 //! Invariants: a call is made at most once per [`call::call`]; it never
@@ -20,6 +20,7 @@ pub mod egress;
 pub mod occupancy;
 pub mod outcome;
 pub mod pacing;
+pub mod shares;
 pub mod slots;
 
 use breaker::Breakers;

@@ -25,7 +25,7 @@ pub struct Route {
     /// credentials, and its TLS client.
     pub endpoint: Endpoint,
     /// What the call's slot is counted against: a destination, or a raw
-    /// target's scheme, host and port.
+    /// target's scheme, host and port as called from the job's namespace.
     pub limit_key: String,
     /// The destination's own cap on calls in flight, if any.
     pub max_concurrency: Option<usize>,
@@ -79,7 +79,7 @@ pub async fn route(
     let Some(reference) = reference else {
         let url = target.url.clone().unwrap_or_default();
         return Ok(Route {
-            limit_key: target_of(&url),
+            limit_key: format!("{namespace} {}", target_of(&url)),
             endpoint: Endpoint {
                 url,
                 headers: HeaderMap::new(),

@@ -50,7 +50,7 @@ pub async fn run(ctx: &Context, key: &JobKey, uid: &str, term: Term) {
             () = ctx.tasks.stopped() => return,
         }
         let slot = tokio::select! {
-            slot = ctx.delivery.slots.acquire(&route.limit_key, route.max_concurrency) => slot,
+            slot = ctx.delivery.slots.acquire(&key.0, &route.limit_key, route.max_concurrency) => slot,
             // The next term reconciles every job.
             () = ctx.leadership.ended(term) => return,
             () = ctx.tasks.stopped() => return,

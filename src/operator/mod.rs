@@ -78,6 +78,8 @@ pub struct Settings {
     pub max_concurrent_dispatches: u16,
     /// Most calls in flight at once to one target (scheme, host and port).
     pub max_concurrent_per_target: u16,
+    /// Most calls in flight for one namespace.
+    pub max_concurrent_per_namespace: u16,
     /// After SIGTERM, how long in-flight attempts may take to finish and be recorded.
     pub shutdown_grace: Duration,
     /// Leader election; `None` runs as the only instance.
@@ -122,6 +124,7 @@ pub async fn run(
     info!(
         namespace = ?settings.namespace,
         calls = settings.max_concurrent_dispatches,
+        calls_per_namespace = settings.max_concurrent_per_namespace,
         calls_per_target = settings.max_concurrent_per_target,
         %initial_list,
         "controller starting"
@@ -129,6 +132,7 @@ pub async fn run(
 
     let slots = Slots::new(
         usize::from(settings.max_concurrent_dispatches),
+        usize::from(settings.max_concurrent_per_namespace),
         usize::from(settings.max_concurrent_per_target),
     );
     let (store, writer) = reflector::store();

@@ -6,6 +6,7 @@ mod control_plane;
 mod deploy;
 mod destinations;
 mod egress;
+mod fair_shares;
 mod faults;
 mod hostile_remotes;
 mod intake;

@@ -143,15 +143,30 @@ impl Operator {
         Self::start_with_kubeconfig(namespace, args, None)
     }
 
+    /// Starts the built operator for every namespace, as it is deployed:
+    /// for a test that runs [`TestEnv::alone`](crate::support::TestEnv::alone),
+    /// since it also calls the jobs earlier tests left behind.
+    pub fn start_cluster_wide(args: &[&str]) -> Self {
+        Self::spawn(
+            &[&["run", "--admin-listen", "127.0.0.1:0"], args].concat(),
+            "cluster-wide",
+            None,
+        )
+    }
+
     /// Like [`Operator::start`], with another kubeconfig than the tests' own.
     pub fn start_with_kubeconfig(namespace: &str, args: &[&str], kubeconfig: Option<&std::path::Path>) -> Self {
+        let base = ["run", "--namespace", namespace, "--admin-listen", "127.0.0.1:0"];
+        Self::spawn(&[&base, args].concat(), namespace, kubeconfig)
+    }
+
+    fn spawn(args: &[&str], name: &str, kubeconfig: Option<&std::path::Path>) -> Self {
         let dir = std::env::temp_dir().join("pendingjob-it");
         std::fs::create_dir_all(&dir).expect("creating the log directory");
-        let log = dir.join(format!("{}.log", unique_name(namespace)));
+        let log = dir.join(format!("{}.log", unique_name(name)));
         let file = std::fs::File::create(&log).expect("creating the operator log");
         let mut command = Command::new(env!("CARGO_BIN_EXE_pendingjob-operator"));
         command
-            .args(["run", "--namespace", namespace, "--admin-listen", "127.0.0.1:0"])
             .args(args)
             .env("RUST_LOG", "info,pendingjob_operator=debug")
             .stdout(std::process::Stdio::null())

@@ -13,7 +13,7 @@ use crate::processes::{MockApi2, Operator};
 use crate::support::{kubectl_stdin, wait_until};
 
 /// A listener that accepts connections and never answers; counts them.
-async fn black_hole() -> (String, Arc<AtomicUsize>, tokio::task::JoinHandle<()>) {
+pub(crate) async fn black_hole() -> (String, Arc<AtomicUsize>, tokio::task::JoinHandle<()>) {
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("binding");
     let url = format!("http://{}/hang", listener.local_addr().expect("address"));
     let accepted = Arc::new(AtomicUsize::new(0));

@@ -1,0 +1,106 @@
+//! Fair shares: one namespace's hanging targets, however many host names and
+//! Destinations they use, hold at most its share of the call slots, so a
+//! healthy job in another namespace is called at once.
+
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use axum::http::StatusCode;
+use serde_json::json;
+
+use crate::destinations::{apply_json, destination, job_to};
+use crate::jobs::SOON;
+use crate::processes::Operator;
+use crate::scale::black_hole;
+use crate::support::{TestEnv, install_crds, kubectl, kubectl_stdin, unique_name, wait_until};
+use crate::targets::Target;
+
+/// A raw-URL job to `url` in `namespace`, with a 30 s timeout.
+fn raw_job(namespace: &str, name: &str, url: &str) {
+    let job = json!({"apiVersion": "pendingjob.dev/v1alpha1", "kind": "PendingJob", "metadata": {"name": name},
+                     "spec": {"target": {"url": url, "timeoutSeconds": 30}, "payload": {}}});
+    let out = kubectl_stdin(
+        &["apply", "--namespace", namespace, "-f", "-"],
+        &serde_json::to_string(&job).expect("json"),
+    );
+    assert!(out.status.success(), "{out:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_namespace_hanging_every_slot_it_can_leaves_the_rest_to_others() {
+    install_crds();
+    // Alone: the operator watches every namespace, as deployed.
+    let greedy = TestEnv::alone("greedy").await;
+    let other = unique_name("healthy");
+    assert!(kubectl(&["create", "namespace", &other]).status.success());
+    let (hanging, accepted, _listener) = black_hole().await;
+    let port = hanging
+        .trim_start_matches("http://127.0.0.1:")
+        .split('/')
+        .next()
+        .expect("port")
+        .to_owned();
+    // 16 slots in all: a namespace may hold 8 (the default, half).
+    let _operator = Operator::start_cluster_wide(&["--max-concurrent-dispatches", "16"]);
+
+    // A Destination's maxConcurrency of 16 cannot raise its share past 8.
+    apply_json(
+        &greedy,
+        &destination(
+            "hang",
+            json!({"url": format!("http://127.0.0.1:{port}"), "maxConcurrency": 16}),
+        ),
+    );
+    for n in 0..20 {
+        let mut job = job_to(&format!("dest-{n}"), "hang", "/hang");
+        job["spec"]["target"]["timeoutSeconds"] = json!(30);
+        apply_json(&greedy, &job);
+    }
+    // More, by raw URL under other names for the same listener.
+    for host in ["localhost", "127.0.0.1"] {
+        for n in 0..6 {
+            raw_job(
+                &greedy.namespace,
+                &format!("raw-{host}-{n}").replace('.', "-"),
+                &format!("http://{host}:{port}/hang"),
+            );
+        }
+    }
+    wait_until("the greedy namespace to hold its share of 8 calls", SOON, || async {
+        (accepted.load(Ordering::SeqCst) >= 8).then_some(())
+    })
+    .await;
+
+    let healthy = Target::start(StatusCode::OK).await;
+    apply_json_in(&other, &destination("ok", json!({"url": healthy.base})));
+    let applied = Instant::now();
+    apply_json_in(&other, &job_to("ok", "ok", "/ok"));
+    let called = wait_until("the healthy namespace's job to be called", SOON, || async {
+        healthy.seen().first().map(|seen| seen.at)
+    })
+    .await;
+    let delay = called.saturating_duration_since(applied);
+    eprintln!(
+        "fair shares: a healthy job in another namespace was called {:.3} s after its apply, \
+         beside {} hanging calls of one namespace (26 jobs queued)",
+        delay.as_secs_f64(),
+        accepted.load(Ordering::SeqCst)
+    );
+    assert!(
+        delay < Duration::from_millis(1500),
+        "the healthy job waited {delay:?} for a slot"
+    );
+    assert_eq!(
+        accepted.load(Ordering::SeqCst),
+        8,
+        "the greedy namespace held more than its share"
+    );
+}
+
+fn apply_json_in(namespace: &str, manifest: &serde_json::Value) {
+    let out = kubectl_stdin(
+        &["apply", "--namespace", namespace, "-f", "-"],
+        &serde_json::to_string(manifest).expect("json"),
+    );
+    assert!(out.status.success(), "{out:?}");
+}
