@@ -165,9 +165,15 @@ async fn read_fresh(ctx: &Context, key: &JobKey, uid: &str, term: Term) -> Resul
         && ctx
             .freshness
             .cached_as_of(job.metadata.resource_version.as_deref(), &floor)
-        && let Some(body) = ctx.cache.payloads.body(uid, job.metadata.generation)
+        && let Some(request) = ctx.cache.payloads.request(uid, job.metadata.generation)
     {
-        return Ok(Some((job, body)));
+        // The cache keeps a job's headers apart, with its payload.
+        if request.headers.is_empty() {
+            return Ok(Some((job, request.body)));
+        }
+        let mut job = PendingJob::clone(&job);
+        job.spec.target.headers = request.headers;
+        return Ok(Some((Arc::new(job), request.body)));
     }
     let api = ctx.api(&key.0);
     let job = match api.get_with(&key.1, &GetParams::at(&floor)).await {

@@ -1,12 +1,13 @@
-//! Payloads of unfinished jobs, kept serialized within a byte budget, so a
+//! Payloads and headers of unfinished jobs, kept within a byte budget, so a
 //! due job is called from the cache with no read of its own.
 //!
-//! The reflector keeps slim jobs (see [`super::cache`]); each payload the
-//! watch delivers is taken out of its job here first. A job that still has
-//! calls to make keeps its payload as the exact bytes of the request body,
-//! while the budget allows; a finished or deleted job gives its bytes back.
-//! A payload that does not fit is read with the job at call time
-//! ([`crate::job::attempt`]), so the budget bounds memory, never delivery.
+//! The reflector keeps slim jobs (see [`super::cache`]); each payload and
+//! set of headers the watch delivers is taken out of its job here first. A
+//! job that still has calls to make keeps them (the payload as the exact
+//! bytes of the request body) while the budget allows; a finished or deleted
+//! job gives its bytes back. What does not fit is read with the job at call
+//! time ([`crate::job::attempt`]), so the budget bounds memory, never
+//! delivery, whatever size of headers tenants write.
 //!
 //! A relist (the watch restarting from a fresh list) may not tell of jobs
 //! deleted meanwhile: payloads the new list did not show are dropped when it
@@ -18,7 +19,7 @@
 //! freed memory is given back (`malloc_trim`): measured at 10,000 jobs of
 //! 1 KiB, RSS 53 MiB after the drain instead of 70.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Mutex, PoisonError};
 
 use bytes::Bytes;
@@ -27,7 +28,23 @@ use kube::runtime::watcher::Event;
 
 use crate::api::PendingJob;
 
-/// Payloads by job uid, and the bytes they hold in all.
+/// What a job's call sends of its own: its body and its extra headers.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Request {
+    /// The payload's JSON; `None` for a job without a payload.
+    pub body: Option<Bytes>,
+    /// `spec.target.headers`.
+    pub headers: BTreeMap<String, String>,
+}
+
+impl Request {
+    fn bytes(&self) -> usize {
+        let headers: usize = self.headers.iter().map(|(name, value)| name.len() + value.len()).sum();
+        self.body.as_ref().map_or(0, Bytes::len) + headers
+    }
+}
+
+/// Requests by job uid, and the bytes they hold in all.
 #[derive(Debug)]
 pub struct Payloads {
     budget: usize,
@@ -47,14 +64,13 @@ struct State {
 #[derive(Debug)]
 struct Kept {
     generation: Option<i64>,
-    /// `None` for a job without a payload.
-    body: Option<Bytes>,
+    request: Request,
     list: u64,
 }
 
 impl Kept {
     fn bytes(&self) -> usize {
-        self.body.as_ref().map_or(0, Bytes::len)
+        self.request.bytes()
     }
 }
 
@@ -67,8 +83,9 @@ impl Payloads {
         }
     }
 
-    /// Takes the payload out of the job in `event`, keeping it while the job
-    /// has calls to make and the budget allows, and returns the event.
+    /// Takes the payload and headers out of the job in `event`, keeping them
+    /// while the job has calls to make and the budget allows, and returns
+    /// the event.
     pub fn observe(&self, mut event: Event<PendingJob>) -> Event<PendingJob> {
         let mut state = self.state();
         match &mut event {
@@ -78,6 +95,7 @@ impl Payloads {
             }
             Event::Delete(job) => {
                 job.spec.payload = None;
+                job.spec.target.headers.clear();
                 if let Some(uid) = job.uid() {
                     state.remove(&uid);
                 }
@@ -94,14 +112,14 @@ impl Payloads {
         event
     }
 
-    /// The request body of job `uid` at `generation` (`Some(None)`: it has no
-    /// payload), or `None` when it is not kept.
-    pub fn body(&self, uid: &str, generation: Option<i64>) -> Option<Option<Bytes>> {
+    /// The body and headers of job `uid` at `generation`, or `None` when
+    /// they are not kept.
+    pub fn request(&self, uid: &str, generation: Option<i64>) -> Option<Request> {
         self.state()
             .by_uid
             .get(uid)
             .filter(|kept| kept.generation == generation)
-            .map(|kept| kept.body.clone())
+            .map(|kept| kept.request.clone())
     }
 
     /// Bytes held in all.
@@ -136,6 +154,7 @@ fn release_freed_memory() {
 impl State {
     fn keep(&mut self, job: &mut PendingJob, budget: usize, list: u64) {
         let payload = job.spec.payload.take();
+        let headers = std::mem::take(&mut job.spec.target.headers);
         let Some(uid) = job.uid() else { return };
         self.remove(&uid);
         let finished = job.status.as_ref().is_some_and(|s| s.phase.is_terminal());
@@ -144,7 +163,10 @@ impl State {
         }
         let kept = Kept {
             generation: job.metadata.generation,
-            body: body_of(payload.as_ref()),
+            request: Request {
+                body: body_of(payload.as_ref()),
+                headers,
+            },
             list,
         };
         if self.bytes + kept.bytes() > budget {
@@ -201,6 +223,10 @@ mod tests {
         job
     }
 
+    fn body(payloads: &Payloads, uid: &str, generation: i64) -> Option<Option<Bytes>> {
+        payloads.request(uid, Some(generation)).map(|request| request.body)
+    }
+
     fn applied(payloads: &Payloads, job: PendingJob) -> PendingJob {
         match payloads.observe(Event::Apply(job)) {
             Event::Apply(job) => job,
@@ -213,16 +239,9 @@ mod tests {
         let payloads = Payloads::new(1024);
         let job = applied(&payloads, job("a", 1, Phase::Pending, serde_json::json!({"n": 1})));
         assert_eq!(job.spec.payload, None, "the cache never holds a payload");
-        assert_eq!(
-            payloads.body("a", Some(1)),
-            Some(Some(Bytes::from_static(b"{\"n\":1}")))
-        );
-        assert_eq!(
-            payloads.body("a", Some(2)),
-            None,
-            "another generation has another payload"
-        );
-        assert_eq!(payloads.body("b", Some(1)), None);
+        assert_eq!(body(&payloads, "a", 1), Some(Some(Bytes::from_static(b"{\"n\":1}"))));
+        assert_eq!(body(&payloads, "a", 2), None, "another generation has another payload");
+        assert_eq!(body(&payloads, "b", 1), None);
         assert_eq!(payloads.bytes(), 7);
     }
 
@@ -230,7 +249,7 @@ mod tests {
     fn a_job_without_a_payload_is_kept_with_no_body() {
         let payloads = Payloads::new(0);
         applied(&payloads, job("a", 1, Phase::Pending, serde_json::Value::Null));
-        assert_eq!(payloads.body("a", Some(1)), Some(None));
+        assert_eq!(body(&payloads, "a", 1), Some(None));
     }
 
     #[test]
@@ -239,10 +258,10 @@ mod tests {
         applied(&payloads, job("a", 1, Phase::Retrying, serde_json::json!([1, 2])));
         applied(&payloads, job("b", 1, Phase::Pending, serde_json::json!([3])));
         applied(&payloads, job("a", 1, Phase::Succeeded, serde_json::json!([1, 2])));
-        assert_eq!(payloads.body("a", Some(1)), None);
+        assert_eq!(body(&payloads, "a", 1), None);
         assert_eq!(payloads.bytes(), 3);
         payloads.observe(Event::Delete(job("b", 1, Phase::Pending, serde_json::json!([3]))));
-        assert_eq!(payloads.body("b", Some(1)), None);
+        assert_eq!(body(&payloads, "b", 1), None);
         assert_eq!(payloads.bytes(), 0);
     }
 
@@ -252,9 +271,9 @@ mod tests {
         applied(&payloads, job("a", 1, Phase::Pending, serde_json::json!("12345678")));
         applied(&payloads, job("b", 1, Phase::Pending, serde_json::json!("1")));
         assert_eq!(payloads.bytes(), 10);
-        assert_eq!(payloads.body("b", Some(1)), None, "over the budget: read at call time");
+        assert_eq!(body(&payloads, "b", 1), None, "over the budget: read at call time");
         applied(&payloads, job("a", 2, Phase::Pending, serde_json::json!("1")));
-        assert_eq!(payloads.body("a", Some(2)), Some(Some(Bytes::from_static(b"\"1\""))));
+        assert_eq!(body(&payloads, "a", 2), Some(Some(Bytes::from_static(b"\"1\""))));
         assert_eq!(payloads.bytes(), 3);
     }
 
@@ -283,12 +302,35 @@ mod tests {
         payloads.observe(Event::Init);
         payloads.observe(Event::InitApply(job("kept", 1, Phase::Pending, serde_json::json!(2))));
         assert!(
-            payloads.body("gone", Some(1)).is_some(),
+            body(&payloads, "gone", 1).is_some(),
             "the old list stands until the new one is done"
         );
         payloads.observe(Event::InitDone);
-        assert_eq!(payloads.body("gone", Some(1)), None);
-        assert!(payloads.body("kept", Some(1)).is_some());
+        assert_eq!(body(&payloads, "gone", 1), None);
+        assert!(body(&payloads, "kept", 1).is_some());
         assert_eq!(payloads.bytes(), 1);
+    }
+
+    #[test]
+    fn headers_are_kept_beside_the_body_within_the_same_budget() {
+        let payloads = Payloads::new(20);
+        let with_headers = |uid: &str, value: &str| {
+            let mut job = job(uid, 1, Phase::Pending, serde_json::json!(1));
+            job.spec.target.headers.insert("X-Team".into(), value.into());
+            job
+        };
+        let job = applied(&payloads, with_headers("a", "pay"));
+        assert!(job.spec.target.headers.is_empty(), "the cache never holds headers");
+        let request = payloads.request("a", Some(1)).expect("kept");
+        assert_eq!(request.headers["X-Team"], "pay");
+        assert_eq!(payloads.bytes(), 1 + 6 + 3);
+        // Large headers count against the budget like a large payload.
+        applied(&payloads, with_headers("b", &"x".repeat(4096)));
+        assert_eq!(
+            payloads.request("b", Some(1)),
+            None,
+            "over the budget: read at call time"
+        );
+        assert_eq!(payloads.bytes(), 10);
     }
 }

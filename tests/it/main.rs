@@ -22,5 +22,6 @@ mod scale;
 mod secret_access;
 mod support;
 mod targets;
+mod tenant_memory;
 mod user_paths;
 mod validation;
