@@ -143,6 +143,21 @@ impl Breakers {
         self.with(key, |breaker| breaker.circuit())
     }
 
+    /// Drops `key`'s breaker.
+    pub fn remove(&self, key: &str) {
+        self.breakers.lock().unwrap_or_else(PoisonError::into_inner).remove(key);
+    }
+
+    /// How many breakers are held.
+    pub fn len(&self) -> usize {
+        self.breakers.lock().unwrap_or_else(PoisonError::into_inner).len()
+    }
+
+    /// Whether no breaker is held.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
     fn with<T>(&self, key: &str, f: impl FnOnce(&mut Breaker) -> T) -> T {
         let mut breakers = self.breakers.lock().unwrap_or_else(PoisonError::into_inner);
         f(breakers.entry(key.to_owned()).or_default())

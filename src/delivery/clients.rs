@@ -82,6 +82,16 @@ impl HttpClients {
         Ok(client)
     }
 
+    /// Drops destination `key`'s client, with its connections and material.
+    pub fn remove(&self, key: &str) {
+        self.with_tls.lock().unwrap_or_else(PoisonError::into_inner).remove(key);
+    }
+
+    /// How many destinations have a client of their own.
+    pub fn own_clients(&self) -> usize {
+        self.with_tls.lock().unwrap_or_else(PoisonError::into_inner).len()
+    }
+
     /// The shared client, for calls without TLS settings of their own and
     /// for the operator's own calls (OAuth2 tokens).
     pub fn shared(&self) -> &Client {

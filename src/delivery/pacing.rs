@@ -26,6 +26,21 @@ impl Pacing {
         limiter.until_ready().await;
     }
 
+    /// Drops `key`'s bucket; a call still waiting on it finishes its wait.
+    pub fn remove(&self, key: &str) {
+        self.limiters.lock().unwrap_or_else(PoisonError::into_inner).remove(key);
+    }
+
+    /// How many buckets are held.
+    pub fn len(&self) -> usize {
+        self.limiters.lock().unwrap_or_else(PoisonError::into_inner).len()
+    }
+
+    /// Whether no bucket is held.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
     fn limiter(&self, key: &str, limit: RateLimit) -> Arc<DefaultDirectRateLimiter> {
         let mut limiters = self.limiters.lock().unwrap_or_else(PoisonError::into_inner);
         if let Some((current, limiter)) = limiters.get(key)

@@ -10,8 +10,10 @@
 //!   a metric: errors name objects and keys, header values are sensitive.
 //! - A job whose Destination is missing, suspended or not usable waits: no
 //!   call, no attempt spent, no write per job.
+//! - A deleted Destination leaves no state behind ([`forget`]).
 
 pub mod credentials;
+pub mod forget;
 pub mod oauth2;
 pub mod reconciler;
 pub mod route;

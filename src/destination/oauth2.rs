@@ -187,6 +187,24 @@ impl Tokens {
         }
     }
 
+    /// Drops destination `key`'s token and its record of failed fetches.
+    pub fn remove(&self, key: &str) {
+        self.by_destination
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(key);
+    }
+
+    /// How many destinations have a token or failure held.
+    pub fn len(&self) -> usize {
+        self.by_destination.lock().unwrap_or_else(PoisonError::into_inner).len()
+    }
+
+    /// Whether none has.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
     fn slot(&self, key: &str) -> Arc<tokio::sync::Mutex<Held>> {
         self.by_destination
             .lock()

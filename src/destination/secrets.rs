@@ -6,8 +6,15 @@
 //! within that long; a Secret found missing is looked for again after
 //! [`MISSING_TTL`]. What goes wrong is described by names and keys only:
 //! values never reach a message, a log line or a status.
+//!
+//! Each object is read by one caller at a time, and only callers of that
+//! object wait for it: one tenant's slow or missing Secrets delay no other
+//! tenant's calls. Values past their time are swept out as the map grows,
+//! and a deleted Destination's are forgotten at once
+//! ([`super::forget`]), so what is held follows what is used.
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};
@@ -39,8 +46,10 @@ impl Unusable {
 
 /// A Secret's or ConfigMap's data, by key.
 type Data = BTreeMap<String, Vec<u8>>;
-/// What was read of each object (kind, namespace, name), and when.
-type Read = HashMap<(Kind, String, String), (Instant, Result<Data, Unusable>)>;
+/// An object: kind, namespace, name.
+type Id = (Kind, String, String);
+/// What was last read of one object, and when; locked while it is read.
+type Entry = Arc<tokio::sync::Mutex<Option<(Instant, Result<Data, Unusable>)>>>;
 
 /// The kinds of object read.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -49,11 +58,19 @@ enum Kind {
     ConfigMap,
 }
 
-/// The values read lately, by object. One read at a time: jobs that need
-/// the same Secret when its value expires wait for one read, not one each.
+/// The values read lately, by object. One read at a time per object: jobs
+/// that need the same Secret when its value expires wait for one read, not
+/// one each, and jobs that need other objects do not wait at all.
 pub struct Secrets {
     client: Client,
-    read: tokio::sync::Mutex<Read>,
+    read: Mutex<Read>,
+}
+
+#[derive(Default)]
+struct Read {
+    entries: HashMap<Id, Entry>,
+    /// The size after the last sweep: the next is due at twice that.
+    swept_at: usize,
 }
 
 impl Secrets {
@@ -61,8 +78,46 @@ impl Secrets {
     pub fn new(client: Client) -> Self {
         Self {
             client,
-            read: tokio::sync::Mutex::default(),
+            read: Mutex::default(),
         }
+    }
+
+    /// Forgets what was read of Secret `name` in `namespace`.
+    pub fn forget_secret(&self, namespace: &str, name: &str) {
+        self.forget(&(Kind::Secret, namespace.to_owned(), name.to_owned()));
+    }
+
+    /// Forgets what was read of ConfigMap `name` in `namespace`.
+    pub fn forget_config_map(&self, namespace: &str, name: &str) {
+        self.forget(&(Kind::ConfigMap, namespace.to_owned(), name.to_owned()));
+    }
+
+    /// How many objects' values are held.
+    pub fn held(&self) -> usize {
+        self.lock().entries.len()
+    }
+
+    fn forget(&self, id: &Id) {
+        self.lock().entries.remove(id);
+    }
+
+    /// The entry of `id`, made if need be; sweeps out entries past their
+    /// time each time the map has doubled.
+    fn entry(&self, id: Id) -> Entry {
+        let mut read = self.lock();
+        if read.entries.len() >= (2 * read.swept_at).max(64) {
+            read.entries.retain(|_, entry| match entry.try_lock() {
+                Ok(held) => held.as_ref().is_some_and(|(at, data)| at.elapsed() < ttl(data)),
+                // Being read: kept.
+                Err(_) => true,
+            });
+            read.swept_at = read.entries.len();
+        }
+        read.entries.entry(id).or_default().clone()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Read> {
+        self.read.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// The value at `key` of Secret `key.name` in `namespace`.
@@ -90,13 +145,12 @@ impl Secrets {
     }
 
     async fn get(&self, kind: Kind, namespace: &str, name: &str) -> Result<Data, Unusable> {
-        let id = (kind, namespace.to_owned(), name.to_owned());
-        let mut read = self.read.lock().await;
-        if let Some((at, data)) = read.get(&id) {
-            let ttl = if data.is_ok() { VALUE_TTL } else { MISSING_TTL };
-            if at.elapsed() < ttl {
-                return data.clone();
-            }
+        let entry = self.entry((kind, namespace.to_owned(), name.to_owned()));
+        let mut held = entry.lock().await;
+        if let Some((at, data)) = held.as_ref()
+            && at.elapsed() < ttl(data)
+        {
+            return data.clone();
         }
         let data = match kind {
             Kind::Secret => self.fetch_secret(namespace, name).await,
@@ -104,7 +158,7 @@ impl Secrets {
         };
         // Trouble reaching the API server is not remembered: the next call asks again.
         if data.as_ref().err().is_none_or(|e| e.reason != "Unreachable") {
-            read.insert(id, (Instant::now(), data.clone()));
+            *held = Some((Instant::now(), data.clone()));
         }
         data
     }
@@ -147,6 +201,11 @@ impl Secrets {
     }
 }
 
+/// How long what was read stands: a value, or a finding that it is missing.
+fn ttl(data: &Result<Data, Unusable>) -> Duration {
+    if data.is_ok() { VALUE_TTL } else { MISSING_TTL }
+}
+
 /// Why `kind` `namespace/name` could not be read: missing (`SecretNotFound`,
 /// `ConfigMapNotFound`), forbidden, or the API server unreachable.
 fn unreadable(error: kube::Error, kind: &str, namespace: &str, name: &str) -> Unusable {
@@ -170,3 +229,55 @@ fn unreadable(error: kube::Error, kind: &str, namespace: &str, name: &str) -> Un
 /// Where [`Secrets::secret`] puts a Secret's `type` (no data key can hold a
 /// space).
 pub const TYPE_KEY: &str = " type";
+
+#[cfg(test)]
+mod tests {
+    use axum::http::{StatusCode, Uri};
+
+    use super::*;
+
+    /// An API server stand-in on loopback: a read of any Secret named
+    /// `slow` never ends, every other one is not found.
+    async fn api_server() -> Client {
+        async fn answer(uri: Uri) -> (StatusCode, axum::Json<serde_json::Value>) {
+            if uri.path().ends_with("/slow") {
+                std::future::pending::<()>().await;
+            }
+            let status = serde_json::json!({"kind": "Status", "apiVersion": "v1", "status": "Failure",
+                                            "reason": "NotFound", "code": 404, "message": "not found"});
+            (StatusCode::NOT_FOUND, axum::Json(status))
+        }
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let url = format!("http://{}", listener.local_addr().expect("address"));
+        tokio::spawn(async move { axum::serve(listener, axum::Router::new().fallback(answer)).await });
+        Client::try_from(kube::Config::new(url.parse().expect("url"))).expect("client")
+    }
+
+    #[tokio::test]
+    async fn a_slow_secret_delays_only_its_own_readers() {
+        let secrets = Arc::new(Secrets::new(api_server().await));
+        let slow = tokio::spawn({
+            let secrets = secrets.clone();
+            async move { secrets.secret("tenant-a", "slow").await }
+        });
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let other = tokio::time::timeout(Duration::from_secs(5), secrets.secret("tenant-b", "db"))
+            .await
+            .expect("another tenant's read does not wait for the slow one");
+        assert_eq!(other.expect_err("not found").reason, "SecretNotFound");
+        assert!(!slow.is_finished());
+        slow.abort();
+    }
+
+    #[tokio::test]
+    async fn forgotten_values_are_not_held() {
+        let secrets = Secrets::new(api_server().await);
+        for n in 0..10 {
+            let _ = secrets.secret("ns", &format!("s{n}")).await;
+        }
+        assert_eq!(secrets.held(), 10);
+        secrets.forget_secret("ns", "s0");
+        secrets.forget_config_map("ns", "s1");
+        assert_eq!(secrets.held(), 9, "a ConfigMap of the same name is another object");
+    }
+}

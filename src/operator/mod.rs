@@ -21,6 +21,7 @@ use crate::delivery::Delivery;
 use crate::delivery::clients::HttpClients;
 use crate::delivery::slots::Slots;
 use crate::destination::credentials::Credentials;
+use crate::destination::forget::Forget;
 use crate::destination::reconciler as destinations;
 use crate::job::context::{Calls, Context};
 use crate::job::reconciler::{error_policy, reconcile};
@@ -55,6 +56,7 @@ fn watch_destinations(
     client: &Client,
     namespace: Option<&str>,
     initial_list: InitialList,
+    mut forget: Forget,
 ) -> (
     Store<Destination>,
     impl Stream<Item = Result<Destination, watcher::Error>> + Send + 'static,
@@ -65,7 +67,11 @@ fn watch_destinations(
     };
     let (store, writer) = reflector::store();
     let config = initial_list.apply(watcher::Config::default().timeout(WATCH_TIMEOUT_SECONDS));
-    let watch = watcher(api, config).default_backoff().reflect(writer).applied_objects();
+    let watch = watcher(api, config)
+        .default_backoff()
+        .reflect(writer)
+        .inspect_ok(move |event| forget.observe(event))
+        .applied_objects();
     (store, watch)
 }
 
@@ -137,16 +143,20 @@ pub async fn run(
     );
     let (store, writer) = reflector::store();
     let payloads = Arc::new(Payloads::new(settings.payload_cache_bytes));
-    let (destinations, destination_events) =
-        watch_destinations(&clients.watch, settings.namespace.as_deref(), initial_list);
+    let delivery = Arc::new(Delivery::new(http, slots));
+    let credentials = Arc::new(Credentials::new(clients.requests.clone(), delivery.clients.clone()));
+    let (destinations, destination_events) = watch_destinations(
+        &clients.watch,
+        settings.namespace.as_deref(),
+        initial_list,
+        Forget::new(credentials.clone(), delivery.clone()),
+    );
     let (destination_changes, changed_destinations) = tokio::sync::mpsc::unbounded_channel();
     let cache = JobCache {
         store: store.clone(),
         payloads: payloads.clone(),
         destinations: destinations.clone(),
     };
-    let delivery = Arc::new(Delivery::new(http, slots));
-    let credentials = Arc::new(Credentials::new(clients.requests.clone(), delivery.clients.clone()));
     let destination_ctx = Arc::new(destinations::Context {
         client: clients.requests.clone(),
         leadership: leadership.clone(),

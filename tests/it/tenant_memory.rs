@@ -96,3 +96,50 @@ async fn bulky_metadata_and_headers_do_not_grow_the_operator() {
         "its headers went with it"
     );
 }
+
+/// Deleting a Destination drops what the operator held for it: made again
+/// under the same name, it gets a token of its own, not the old one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deleted_destination_leaves_no_token_behind() {
+    use crate::destinations::{apply_json, destination, job_to, secret};
+    use crate::processes::MockApi2;
+
+    let env = setup("dest-forget").await;
+    let api2 = MockApi2::start(&["--oauth2-client", "shop-app:cs-SECRET-forget"]);
+    let _operator = Operator::start(&env.namespace, &[]);
+    apply_json(
+        &env,
+        &secret(
+            "oauth",
+            "Opaque",
+            json!({"id": "shop-app", "secret": "cs-SECRET-forget"}),
+        ),
+    );
+    let payments = destination(
+        "payments",
+        json!({"url": api2.base, "auth": {"oauth2ClientCredentials": {
+            "tokenUrl": format!("{}/oauth2/token", api2.base),
+            "clientId": {"secretKeyRef": {"name": "oauth", "key": "id"}},
+            "clientSecret": {"secretKeyRef": {"name": "oauth", "key": "secret"}}}}}),
+    );
+    apply_json(&env, &payments);
+    for name in ["first", "second"] {
+        apply_json(&env, &job_to(name, "payments", "/api2/simulate"));
+        wait_status(&env, name, "Succeeded", SOON, |s| s.phase == Phase::Succeeded).await;
+    }
+    assert_eq!(
+        api2.stats().await.tokens_issued,
+        1,
+        "one token while the Destination lives"
+    );
+    let deleted = env.kubectl(&["delete", "destination", "payments", "--wait=true"]);
+    assert!(deleted.status.success(), "{deleted:?}");
+    apply_json(&env, &payments);
+    apply_json(&env, &job_to("third", "payments", "/api2/simulate"));
+    wait_status(&env, "third", "Succeeded", SOON, |s| s.phase == Phase::Succeeded).await;
+    assert_eq!(
+        api2.stats().await.tokens_issued,
+        2,
+        "the Destination made again fetched its own token"
+    );
+}

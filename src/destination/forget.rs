@@ -1,0 +1,266 @@
+//! What a Destination leaves behind when it goes: nothing.
+//!
+//! The operator holds state per Destination: its TLS client, its OAuth2
+//! token (or the record of failed fetches), its circuit breaker, its rate
+//! bucket, and the values of the Secrets and ConfigMaps it names. [`Forget`]
+//! follows the Destination watch and drops all of it when a Destination is
+//! deleted, is missing from a relist (deleted while the watch was down), or
+//! comes back under the same name with another uid.
+//! When an update stops naming a Secret, that Secret's value is dropped too.
+//! So what is held follows the Destinations that exist, not every one a
+//! tenant ever made.
+
+use std::collections::{BTreeSet, HashMap, HashSet};
+use std::sync::Arc;
+
+use kube::ResourceExt;
+use kube::runtime::reflector::ObjectRef;
+use kube::runtime::watcher::Event;
+
+use super::credentials::Credentials;
+use super::route::destination_key;
+use crate::api::{Destination, DestinationSpec};
+use crate::delivery::Delivery;
+
+/// The Secrets and ConfigMaps a Destination names.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Named {
+    /// Secret names.
+    pub secrets: BTreeSet<String>,
+    /// ConfigMap names.
+    pub config_maps: BTreeSet<String>,
+}
+
+impl Named {
+    /// What `spec` names.
+    pub fn of(spec: &DestinationSpec) -> Self {
+        let mut named = Self::default();
+        for header in &spec.headers {
+            if let Some(from) = &header.value_from {
+                named.secrets.insert(from.secret_key_ref.name.clone());
+            }
+        }
+        if let Some(auth) = &spec.auth {
+            if let Some(bearer) = &auth.bearer_token {
+                named.secrets.insert(bearer.secret_key_ref.name.clone());
+            }
+            if let Some(basic) = &auth.basic {
+                named.secrets.insert(basic.secret_name.clone());
+            }
+            if let Some(oauth2) = &auth.oauth2_client_credentials {
+                named.secrets.insert(oauth2.client_id.secret_key_ref.name.clone());
+                named.secrets.insert(oauth2.client_secret.secret_key_ref.name.clone());
+            }
+        }
+        if let Some(tls) = &spec.tls {
+            if let Some(ca) = &tls.ca {
+                if let Some(key) = &ca.secret_key_ref {
+                    named.secrets.insert(key.name.clone());
+                }
+                if let Some(key) = &ca.config_map_key_ref {
+                    named.config_maps.insert(key.name.clone());
+                }
+            }
+            if let Some(certificate) = &tls.client_certificate {
+                named.secrets.insert(certificate.secret_name.clone());
+            }
+        }
+        named
+    }
+}
+
+/// Follows the Destination watch and forgets what gone Destinations held.
+pub struct Forget {
+    credentials: Arc<Credentials>,
+    delivery: Arc<Delivery>,
+    /// Each known Destination's uid, and what it names.
+    known: HashMap<ObjectRef<Destination>, (Option<String>, Named)>,
+    /// The Destinations a relist under way has shown so far.
+    listed: Option<HashSet<ObjectRef<Destination>>>,
+}
+
+impl Forget {
+    /// Forgets in `credentials` and `delivery`.
+    pub fn new(credentials: Arc<Credentials>, delivery: Arc<Delivery>) -> Self {
+        Self {
+            credentials,
+            delivery,
+            known: HashMap::new(),
+            listed: None,
+        }
+    }
+
+    /// Takes in one event of the Destination watch.
+    pub fn observe(&mut self, event: &Event<Destination>) {
+        match event {
+            Event::Init => self.listed = Some(HashSet::new()),
+            Event::InitApply(destination) => {
+                if let Some(listed) = &mut self.listed {
+                    listed.insert(ObjectRef::from_obj(destination));
+                }
+                self.applied(destination);
+            }
+            Event::InitDone => {
+                let listed = self.listed.take().unwrap_or_default();
+                let gone: Vec<_> = self.known.keys().filter(|r| !listed.contains(r)).cloned().collect();
+                for reference in gone {
+                    self.gone(&reference);
+                }
+            }
+            Event::Apply(destination) => self.applied(destination),
+            Event::Delete(destination) => self.gone(&ObjectRef::from_obj(destination)),
+        }
+    }
+
+    fn applied(&mut self, destination: &Destination) {
+        let reference = ObjectRef::from_obj(destination);
+        let uid = destination.uid();
+        // Deleted and made again under the same name while the watch was down.
+        if self.known.get(&reference).is_some_and(|(known, _)| *known != uid) {
+            self.gone(&reference);
+        }
+        let named = Named::of(&destination.spec);
+        let namespace = destination.namespace().unwrap_or_default();
+        if let Some((_, before)) = self.known.insert(reference, (uid, named.clone())) {
+            self.forget_values(
+                &namespace,
+                &Named {
+                    secrets: before.secrets.difference(&named.secrets).cloned().collect(),
+                    config_maps: before.config_maps.difference(&named.config_maps).cloned().collect(),
+                },
+            );
+        }
+    }
+
+    fn gone(&mut self, reference: &ObjectRef<Destination>) {
+        let namespace = reference.namespace.clone().unwrap_or_default();
+        let (_, named) = self.known.remove(reference).unwrap_or_default();
+        self.forget_values(&namespace, &named);
+        let key = destination_key(&namespace, &reference.name);
+        self.credentials.tokens.remove(&key);
+        self.credentials.clients.remove(&key);
+        self.delivery.breakers.remove(&key);
+        self.delivery.pacing.remove(&key);
+    }
+
+    fn forget_values(&self, namespace: &str, named: &Named) {
+        for name in &named.secrets {
+            self.credentials.secrets.forget_secret(namespace, name);
+        }
+        for name in &named.config_maps {
+            self.credentials.secrets.forget_config_map(namespace, name);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use reqwest::header::HeaderValue;
+
+    use super::*;
+    use crate::api::{CircuitBreaker, RateLimit};
+    use crate::delivery::clients::{HttpClients, TlsMaterial};
+    use crate::delivery::egress::EgressPolicy;
+    use crate::delivery::slots::Slots;
+
+    fn destination(name: &str, spec: serde_json::Value) -> Destination {
+        serde_json::from_value(serde_json::json!({
+            "apiVersion": "pendingjob.dev/v1alpha1", "kind": "Destination",
+            "metadata": {"name": name, "namespace": "shop", "uid": format!("uid-{name}")}, "spec": spec,
+        }))
+        .expect("destination")
+    }
+
+    fn everything(name: &str) -> Destination {
+        let key = |name: &str| serde_json::json!({"secretKeyRef": {"name": name, "key": "k"}});
+        destination(
+            name,
+            serde_json::json!({
+                "url": "https://api.example/",
+                "headers": [{"name": "X-Key", "valueFrom": key(&format!("{name}-header"))}],
+                "auth": {"oauth2ClientCredentials": {"tokenUrl": "http://127.0.0.1:1/token",
+                         "clientId": key(&format!("{name}-id")), "clientSecret": key(&format!("{name}-secret"))}},
+                "tls": {"ca": {"configMapKeyRef": {"name": format!("{name}-ca"), "key": "ca.crt"}},
+                        "clientCertificate": {"secretName": format!("{name}-cert")}},
+            }),
+        )
+    }
+
+    #[test]
+    fn named_lists_every_secret_and_config_map() {
+        let named = Named::of(&everything("a").spec);
+        assert_eq!(
+            named.secrets.into_iter().collect::<Vec<_>>(),
+            ["a-cert", "a-header", "a-id", "a-secret"]
+        );
+        assert_eq!(named.config_maps.into_iter().collect::<Vec<_>>(), ["a-ca"]);
+    }
+
+    /// Everything the operator holds for destination `name` of namespace shop.
+    async fn hold(credentials: &Credentials, delivery: &Delivery, name: &str) {
+        let key = destination_key("shop", name);
+        let breaker = CircuitBreaker {
+            consecutive_failures: 1,
+            open_seconds: 1,
+        };
+        delivery.breakers.record(&key, true, breaker);
+        let rate = RateLimit {
+            requests_per_second: 100,
+            burst: None,
+        };
+        delivery.pacing.wait(&key, Some(rate)).await;
+        credentials
+            .clients
+            .client_with(&key, &TlsMaterial::default())
+            .expect("client");
+        // Nothing answers on port 1: the read fails, and its entry is held
+        // all the same, as a token's is once it is asked about.
+        let _ = credentials.secrets.secret("shop", &format!("{name}-cert")).await;
+        credentials.tokens.forget(&key, &HeaderValue::from_static("x")).await;
+    }
+
+    #[tokio::test]
+    async fn a_deleted_destination_leaves_nothing_behind() {
+        let config = kube::Config::new("http://127.0.0.1:1".parse().expect("uri"));
+        let client = kube::Client::try_from(config).expect("client");
+        let clients = HttpClients::new(EgressPolicy::default()).expect("clients");
+        let credentials = Arc::new(Credentials::new(client, clients.clone()));
+        let delivery = Arc::new(Delivery::new(clients, Slots::new(4, 2, 1)));
+        let mut forget = Forget::new(credentials.clone(), delivery.clone());
+        for name in ["a", "b", "c"] {
+            forget.observe(&Event::Apply(everything(name)));
+            hold(&credentials, &delivery, name).await;
+        }
+        let counts = |c: &Credentials, d: &Delivery| {
+            (
+                c.clients.own_clients(),
+                c.tokens.len(),
+                c.secrets.held(),
+                d.breakers.len(),
+                d.pacing.len(),
+            )
+        };
+        // (TLS clients, tokens, Secret values, breakers, rate buckets)
+        assert_eq!(counts(&credentials, &delivery), (3, 3, 3, 3, 3));
+        forget.observe(&Event::Delete(everything("a")));
+        assert_eq!(counts(&credentials, &delivery), (2, 2, 2, 2, 2));
+        // A relist that no longer shows b forgets it as well.
+        forget.observe(&Event::Init);
+        forget.observe(&Event::InitApply(everything("c")));
+        forget.observe(&Event::InitDone);
+        assert_eq!(counts(&credentials, &delivery), (1, 1, 1, 1, 1));
+        // One made again under the same name, seen only in a relist, is new.
+        hold(&credentials, &delivery, "c").await;
+        let mut again = everything("c");
+        again.metadata.uid = Some("uid-c-again".into());
+        forget.observe(&Event::Init);
+        forget.observe(&Event::InitApply(again));
+        forget.observe(&Event::InitDone);
+        assert_eq!(counts(&credentials, &delivery).3, 0, "the old one's breaker");
+        // An update that stops naming a Secret forgets its value.
+        let mut fewer = everything("c");
+        fewer.spec.tls = None;
+        forget.observe(&Event::Apply(fewer));
+        assert_eq!(credentials.secrets.held(), 0);
+    }
+}
