@@ -11,8 +11,8 @@ use jiff::Timestamp;
 use reqwest::header::{CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue, RETRY_AFTER};
 
 use super::clients::HttpClients;
-use super::egress;
 use super::outcome::{Outcome, classify_response, describe, parse_retry_after};
+use super::{egress, redact};
 use crate::api::{Method, Target};
 
 /// Header carrying the job's UID, so the target can drop duplicate deliveries.
@@ -78,7 +78,7 @@ pub async fn call(
     let snippet = if status.is_success() {
         String::new()
     } else {
-        body_snippet(response).await
+        body_snippet(response, &redact::credentials_in(&endpoint.headers)).await
     };
     classify_response(status, retry_after, &snippet)
 }
@@ -156,17 +156,22 @@ pub async fn body_within(mut response: reqwest::Response, limit: usize) -> Resul
     Ok(Some(body))
 }
 
-/// The start of a response body, for error messages; never more than a few
-/// hundred bytes are read.
-async fn body_snippet(mut response: reqwest::Response) -> String {
+/// The start of a response body, for error messages, with the `credentials`
+/// sent cut out of it ([`redact`]). A few hundred bytes are read, and as many
+/// more as the longest credential, so none is seen only in part.
+async fn body_snippet(mut response: reqwest::Response, credentials: &[Vec<u8>]) -> String {
+    let wanted = BODY_SNIPPET_BYTES + redact::longest(credentials);
     let mut bytes = Vec::new();
-    while bytes.len() < BODY_SNIPPET_BYTES {
+    while bytes.len() < wanted {
         match response.chunk().await {
             Ok(Some(chunk)) => bytes.extend_from_slice(&chunk),
             _ => break,
         }
     }
-    let text = String::from_utf8_lossy(&bytes[..bytes.len().min(BODY_SNIPPET_BYTES)]).into_owned();
+    let mut bytes = redact::redact(&bytes, credentials);
+    bytes.truncate(BODY_SNIPPET_BYTES);
+    let bytes = redact::cut_trailing(&bytes, credentials);
+    let text = String::from_utf8_lossy(&bytes).into_owned();
     text.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 

@@ -4,6 +4,7 @@
 //! - [`outcome`]: what an answer means (pure, table-tested).
 //! - [`clients`]: the HTTP clients, per destination when TLS differs.
 //! - [`egress`]: the addresses no call may reach, checked at connect time.
+//! - [`redact`]: credentials a remote echoes back are cut from what is recorded.
 //! - [`slots`], [`shares`], [`pacing`], [`breaker`], [`occupancy`]: how
 //!   many calls may be in flight, each namespace's fair share of them, how fast, whether a destination may be called at all,
 //!   and how busy each one is.
@@ -20,6 +21,7 @@ pub mod egress;
 pub mod occupancy;
 pub mod outcome;
 pub mod pacing;
+pub mod redact;
 pub mod shares;
 pub mod slots;
 

@@ -38,6 +38,7 @@ use crate::api::OAuth2ClientCredentials;
 use crate::delivery::call::body_within;
 use crate::delivery::clients::HttpClients;
 use crate::delivery::outcome::{Outcome, describe};
+use crate::delivery::redact;
 
 /// How long a token without `expires_in` is used.
 pub const UNSTATED_LIFETIME: Duration = Duration::from_secs(300);
@@ -252,7 +253,7 @@ async fn fetch(source: &Source, clients: &HttpClients) -> Result<(HeaderValue, D
     let credentials = format!("{}:{}", encode(&source.client_id), encode(&source.client_secret));
     let mut basic = HeaderValue::try_from(format!(
         "Basic {}",
-        base64::engine::general_purpose::STANDARD.encode(credentials)
+        base64::engine::general_purpose::STANDARD.encode(&credentials)
     ))
     .map_err(|_| failed("the client id or secret cannot be sent".into()))?;
     basic.set_sensitive(true);
@@ -286,8 +287,19 @@ async fn fetch(source: &Source, clients: &HttpClients) -> Result<(HeaderValue, D
             ))
         })?;
     if !status.is_success() {
+        // The error code is the endpoint's own text: the credentials sent
+        // are cut from it, should it echo them.
+        let sent = [
+            source.client_id.clone(),
+            source.client_secret.clone(),
+            credentials.into_bytes(),
+        ];
         let code = serde_json::from_slice::<TokenError>(&body)
-            .map(|e| format!(" ({})", e.error.chars().take(64).collect::<String>()))
+            .map(|e| {
+                let code: String = e.error.chars().take(64).collect();
+                let code = redact::cut_trailing(&redact::redact(code.as_bytes(), &sent), &sent);
+                format!(" ({})", String::from_utf8_lossy(&code))
+            })
             .unwrap_or_default();
         return Err(failed(format!("HTTP {status}{code}")));
     }

@@ -13,7 +13,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
-use crate::destinations::{apply_json, destination, job_to, ready, secret};
+use crate::destinations::{apply_json, assert_no_leaks, destination, job_to, ready, secret};
 use crate::jobs::{SOON, setup, status};
 use crate::processes::Operator;
 use crate::support::{TestEnv, wait_until};
@@ -161,4 +161,81 @@ async fn a_failing_token_endpoint_is_asked_with_a_backoff_not_by_every_waiting_j
     for n in 0..20 {
         assert_eq!(status(&env, &format!("waits-{n}")).await.attempts, 0);
     }
+}
+
+/// A target that answers 401 with every header it got, and basic
+/// credentials decoded, in the body.
+async fn echoing_target() -> (String, tokio::task::JoinHandle<()>) {
+    use base64::Engine as _;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let url = format!("http://{}", listener.local_addr().expect("address"));
+    let app = axum::Router::new().fallback(|headers: axum::http::HeaderMap| async move {
+        let mut echo = String::from("refused:");
+        for (name, value) in &headers {
+            let value = value.to_str().unwrap_or_default();
+            echo.push_str(&format!(" {name}={value}"));
+            if let Some(basic) = value.strip_prefix("Basic ") {
+                let decoded = base64::engine::general_purpose::STANDARD
+                    .decode(basic)
+                    .unwrap_or_default();
+                echo.push_str(&format!(" decoded={}", String::from_utf8_lossy(&decoded)));
+            }
+        }
+        (StatusCode::UNAUTHORIZED, echo)
+    });
+    let server = tokio::spawn(async move {
+        axum::serve(listener, app).await.expect("serve");
+    });
+    (url, server)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn credentials_a_target_echoes_back_are_never_recorded() {
+    const TOKEN: &str = "tok-SECRET-echo";
+    const KEY: &str = "key-SECRET-echo";
+    const PASSWORD: &str = "pw-SECRET-echo";
+    let env = setup("echo").await;
+    let (url, _server) = echoing_target().await;
+    let operator = Operator::start(&env.namespace, &[]);
+    apply_json(&env, &secret("api", "Opaque", json!({"token": TOKEN, "key": KEY})));
+    apply_json(
+        &env,
+        &secret(
+            "basic",
+            "kubernetes.io/basic-auth",
+            json!({"username": "shop", "password": PASSWORD}),
+        ),
+    );
+    let from = |key: &str| json!({"secretKeyRef": {"name": "api", "key": key}});
+    apply_json(
+        &env,
+        &destination(
+            "bearer",
+            json!({"url": url, "auth": {"bearerToken": from("token")}, "headers": [{"name": "X-Key", "valueFrom": from("key")}]}),
+        ),
+    );
+    apply_json(
+        &env,
+        &destination("basic", json!({"url": url, "auth": {"basic": {"secretName": "basic"}}})),
+    );
+    for name in ["bearer", "basic"] {
+        let mut job = job_to(name, name, "/echo");
+        job["spec"]["retryPolicy"]["maxAttempts"] = json!(1);
+        apply_json(&env, &job);
+    }
+    for name in ["bearer", "basic"] {
+        let failed = wait_until(&format!("{name} to fail"), SOON, || async {
+            let status = status(&env, name).await;
+            (status.phase == pendingjob_operator::api::Phase::Failed).then_some(status)
+        })
+        .await;
+        let error = failed.last_error.unwrap_or_default();
+        assert!(error.contains("refused:") && error.contains("[redacted]"), "{error}");
+    }
+    assert_no_leaks(
+        &env,
+        &operator,
+        &[TOKEN, KEY, PASSWORD, "shop:pw-SECRET", "c2hvcDpwdy1TRUNSRVQtZWNobw"],
+    )
+    .await;
 }
