@@ -2,10 +2,13 @@
 //! `pendingjob_operator::intake`).
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Parser;
+use pendingjob_operator::intake::certificate::Certificate;
+use pendingjob_operator::intake::serve::{self, Limits};
 use pendingjob_operator::intake::{Intake, Seed};
 use pendingjob_operator::observe::logging::{self, LogFormat};
 
@@ -13,9 +16,27 @@ use pendingjob_operator::observe::logging::{self, LogFormat};
 #[derive(Parser, Debug)]
 #[command(version)]
 struct Args {
-    /// Address to listen on (HTTP/1.1 and h2c); port 0 picks a free port.
+    /// Address to listen on (HTTP/1.1 and HTTP/2, cleartext or with
+    /// --tls-cert); port 0 picks a free port.
     #[arg(long, default_value = "0.0.0.0:8080")]
     listen: SocketAddr,
+    /// PEM certificate chain to serve HTTPS with (for example tls.crt of a
+    /// kubernetes.io/tls Secret); a renewed file is used within 10 s.
+    #[arg(long, requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// PEM private key of --tls-cert (tls.key).
+    #[arg(long, requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+    /// Seconds a request's headers (and a TLS handshake) may take to arrive.
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..))]
+    header_read_timeout_seconds: u64,
+    /// Seconds an authenticated request's body may take to arrive; the body
+    /// is read only once the caller is authenticated.
+    #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..))]
+    body_read_timeout_seconds: u64,
+    /// Most connections open at once; one more is closed at once.
+    #[arg(long, default_value_t = 1024, value_parser = clap::value_parser!(u64).range(1..))]
+    max_connections: u64,
     /// Namespace of the jobs `POST /api1/process` creates.
     #[arg(long, requires = "seed_destination")]
     seed_namespace: Option<String>,
@@ -66,15 +87,28 @@ async fn main() -> ExitCode {
         Ok(listener) => listener,
         Err(e) => return fail(format!("cannot listen on {}: {e}", args.listen)),
     };
+    let tls = match args.tls_cert.zip(args.tls_key) {
+        None => None,
+        Some((cert, key)) => match Certificate::load(&cert, &key).map(Certificate::server_config) {
+            Ok(Ok(config)) => Some(config),
+            Ok(Err(e)) => return fail(format!("the TLS configuration: {e}")),
+            Err(e) => return fail(format!("the TLS certificate: {e}")),
+        },
+    };
     let address = listener.local_addr().unwrap_or(args.listen);
-    tracing::info!(%address, "intake listening");
-    match axum::serve(listener, Intake::new(client, seed, args.token_audience).router())
-        .with_graceful_shutdown(shutdown_signal())
-        .await
-    {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => fail(e.to_string()),
-    }
+    let limits = Limits {
+        header_read_timeout: Duration::from_secs(args.header_read_timeout_seconds),
+        max_connections: usize::try_from(args.max_connections).unwrap_or(usize::MAX),
+    };
+    tracing::info!(%address, tls = tls.is_some(), max_connections = limits.max_connections, "intake listening");
+    let intake = Intake::new(
+        client,
+        seed,
+        args.token_audience,
+        Duration::from_secs(args.body_read_timeout_seconds),
+    );
+    serve::serve(listener, intake.router(), limits, tls, shutdown_signal()).await;
+    ExitCode::SUCCESS
 }
 
 /// Resolves on SIGTERM (how Kubernetes stops a pod) or Ctrl-C.

@@ -6,6 +6,12 @@
 //! are kept for [`REVIEW_TTL`], so a busy client costs the API server one
 //! review of each kind per 10 s, not one per request; a revoked token or
 //! permission is refused within that long.
+//!
+//! Tokens are kept by their SHA-256, never as they are; permissions by the
+//! whole identity the review was asked for (user, uid, groups, extra), so
+//! two callers that share a user name but not their groups never share an
+//! answer. At most [`MAX_KEPT`] answers of each kind are kept, and only
+//! those of authenticated callers.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -20,8 +26,9 @@ use crate::api::GROUP;
 
 /// How long a review's answer is used.
 pub const REVIEW_TTL: Duration = Duration::from_secs(10);
-/// Most answers kept of each kind; past it, the oldest go.
-const MAX_KEPT: usize = 10_000;
+/// Most answers kept of each kind; past it, those past their time go, and
+/// if that is not enough, all.
+pub const MAX_KEPT: usize = 10_000;
 
 /// Why a request may not go on.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -39,15 +46,24 @@ pub enum Denied {
 
 /// Answers kept: when each was given, by what it answers.
 type Kept<K, V> = Mutex<HashMap<K, (Instant, V)>>;
+/// Who asks: user name, uid, groups and extra, as the token review said.
+type Identity = (
+    Option<String>,
+    Option<String>,
+    Option<Vec<String>>,
+    Option<std::collections::BTreeMap<String, Vec<String>>>,
+);
 /// A permission asked: who, in which namespace, which verb.
-type Grant = (String, String, &'static str);
+type Grant = (Identity, String, &'static str);
+/// A token's SHA-256.
+type TokenDigest = [u8; 32];
 
 /// Reviews tokens and permissions, and remembers the answers briefly.
 pub struct Access {
     client: Client,
     /// The audience callers' tokens must be minted for.
     audience: String,
-    callers: Kept<String, UserInfo>,
+    callers: Kept<TokenDigest, UserInfo>,
     grants: Kept<Grant, bool>,
 }
 
@@ -67,6 +83,13 @@ fn keep<K: std::hash::Hash + Eq, V>(map: &Kept<K, V>, key: K, value: V) {
         }
     }
     map.insert(key, (Instant::now(), value));
+}
+
+fn digest(token: &str) -> TokenDigest {
+    let digest = ring::digest::digest(&ring::digest::SHA256, token.as_bytes());
+    let mut out = [0; 32];
+    out.copy_from_slice(digest.as_ref());
+    out
 }
 
 impl Access {
@@ -96,16 +119,23 @@ impl Access {
             .ok_or_else(|| {
                 Denied::Unauthenticated("a bearer token is required (Authorization: Bearer <token>)".into())
             })?;
-        let user = match fresh(&self.callers, &token.to_owned()) {
+        let digest = digest(token);
+        let user = match fresh(&self.callers, &digest) {
             Some(user) => user,
             None => {
                 let user = self.review_token(token).await?;
-                keep(&self.callers, token.to_owned(), user.clone());
+                keep(&self.callers, digest, user.clone());
                 user
             }
         };
         let username = user.username.clone().unwrap_or_default();
-        let grant = (username.clone(), namespace.to_owned(), verb);
+        let identity = (
+            user.username.clone(),
+            user.uid.clone(),
+            user.groups.clone(),
+            user.extra.clone(),
+        );
+        let grant = (identity, namespace.to_owned(), verb);
         let allowed = match fresh(&self.grants, &grant) {
             Some(allowed) => allowed,
             None => {
@@ -170,5 +200,42 @@ impl Access {
             .await
             .map_err(|e| Denied::Unavailable(format!("reviewing access: {e}")))?;
         Ok(answer.status.is_some_and(|s| s.allowed))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn answers_kept_stay_within_the_bound() {
+        let kept: Kept<TokenDigest, bool> = Mutex::default();
+        for n in 0..MAX_KEPT + 10 {
+            keep(&kept, digest(&format!("token-{n}")), true);
+        }
+        let len = kept.lock().unwrap().len();
+        assert!(len <= MAX_KEPT, "{len} answers kept");
+        assert_eq!(fresh(&kept, &digest(&format!("token-{}", MAX_KEPT + 9))), Some(true));
+    }
+
+    #[test]
+    fn tokens_are_kept_by_digest_and_grants_by_the_whole_identity() {
+        assert_ne!(digest("a"), digest("b"));
+        let grants: Kept<Grant, bool> = Mutex::default();
+        let identity = |groups: &[&str]| -> Identity {
+            let groups = groups.iter().map(|g| (*g).to_owned()).collect();
+            (Some("alice".into()), Some("uid-1".into()), Some(groups), None)
+        };
+        keep(&grants, (identity(&["admins"]), "shop".into(), "create"), true);
+        let other_groups = (identity(&["viewers"]), "shop".into(), "create");
+        assert_eq!(
+            fresh(&grants, &other_groups),
+            None,
+            "same user name, other groups: asked again"
+        );
+        assert_eq!(
+            fresh(&grants, &(identity(&["admins"]), "shop".into(), "create")),
+            Some(true)
+        );
     }
 }

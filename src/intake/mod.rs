@@ -13,20 +13,29 @@
 //!
 //! Callers authenticate with a bearer token ([`access`]); jobs are created
 //! with the intake's own account and record the caller in an annotation.
+//!
+//! Invariants: path names are checked ([`names`]) before any cache or API
+//! call; the caller is authenticated and authorized before a byte of the
+//! body is read, and the body is read within a limit and a timeout; the
+//! listener caps connections and header time and size ([`serve`]).
 
 pub mod access;
+pub mod certificate;
+pub mod names;
 pub mod request;
+pub mod serve;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use axum::Router;
-use axum::body::Bytes;
-use axum::extract::{DefaultBodyLimit, Path, Query, State};
+use axum::body::{Body, Bytes};
+use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+use http_body_util::{BodyExt, LengthLimitError, Limited};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::PostParams;
 use kube::{Api, Client, ResourceExt};
@@ -37,9 +46,6 @@ use tracing::{info, warn};
 use crate::api::{Destination, MAX_PAYLOAD_BYTES, Method, PendingJob};
 use access::{Access, Denied};
 use request::JobRequest;
-
-/// Largest body read at all; bodies over [`MAX_PAYLOAD_BYTES`] get a 413.
-const BODY_READ_LIMIT: usize = 4 * MAX_PAYLOAD_BYTES;
 
 /// The namespace and destination of `POST /api1/process`.
 #[derive(Clone, Debug)]
@@ -58,6 +64,8 @@ pub struct Intake {
     client: Client,
     access: Access,
     seed: Option<Seed>,
+    /// How long an authenticated caller's body may take to arrive.
+    body_read_timeout: Duration,
     /// Destinations seen lately, and when: one read per destination per
     /// [`DESTINATION_TTL`], not one per request.
     destinations: Mutex<HashMap<(String, String), Instant>>,
@@ -94,13 +102,46 @@ struct JobQuery {
 
 impl Intake {
     /// An intake that creates jobs and reviews callers with `client`,
-    /// accepting tokens minted for `audience`.
-    pub fn new(client: Client, seed: Option<Seed>, audience: String) -> Self {
+    /// accepting tokens minted for `audience`, and reading bodies for at
+    /// most `body_read_timeout`.
+    pub fn new(client: Client, seed: Option<Seed>, audience: String, body_read_timeout: Duration) -> Self {
         Self {
             access: Access::new(client.clone(), audience),
             client,
             seed,
+            body_read_timeout,
             destinations: Mutex::default(),
+        }
+    }
+
+    /// The body of an authenticated request: at most [`MAX_PAYLOAD_BYTES`],
+    /// within the body read timeout.
+    async fn read_body(&self, headers: &HeaderMap, body: Body) -> Result<Bytes, Problem> {
+        let too_large = || {
+            Problem(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!("the payload is over the limit of {MAX_PAYLOAD_BYTES} bytes"),
+            )
+        };
+        let declared = headers
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<usize>().ok());
+        if declared.is_some_and(|length| length > MAX_PAYLOAD_BYTES) {
+            return Err(too_large());
+        }
+        let read = Limited::new(body, MAX_PAYLOAD_BYTES).collect();
+        match tokio::time::timeout(self.body_read_timeout, read).await {
+            Ok(Ok(collected)) => Ok(collected.to_bytes()),
+            Ok(Err(error)) if error.downcast_ref::<LengthLimitError>().is_some() => Err(too_large()),
+            Ok(Err(error)) => Err(Problem(
+                StatusCode::BAD_REQUEST,
+                format!("the body could not be read: {error}"),
+            )),
+            Err(_) => Err(Problem(
+                StatusCode::REQUEST_TIMEOUT,
+                format!("the body did not arrive within {} s", self.body_read_timeout.as_secs()),
+            )),
         }
     }
 
@@ -114,13 +155,29 @@ impl Intake {
             .route("/v1/namespaces/{namespace}/pendingjobs/{name}", get(get_job))
             .route("/api1/process", post(seed_process))
             .route("/healthz", get(|| async { "ok" }))
-            .layer(DefaultBodyLimit::max(BODY_READ_LIMIT))
             .with_state(Arc::new(self))
     }
 }
 
 fn authorization(headers: &HeaderMap) -> Option<&str> {
     headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok())
+}
+
+/// A 400 unless `namespace` and the object `name` of `kind` are valid names.
+fn check_names(namespace: &str, kind: &str, name: &str) -> Result<(), Problem> {
+    if !names::is_label(namespace) {
+        return Err(Problem(
+            StatusCode::BAD_REQUEST,
+            format!("namespace {namespace:?} is not a valid namespace name (a DNS-1123 label)"),
+        ));
+    }
+    if !names::is_subdomain(name) {
+        return Err(Problem(
+            StatusCode::BAD_REQUEST,
+            format!("{kind} {name:?} is not a valid name (a DNS-1123 subdomain)"),
+        ));
+    }
+    Ok(())
 }
 
 fn status_url(namespace: &str, name: &str) -> String {
@@ -136,12 +193,6 @@ fn parse(
     headers: &HeaderMap,
     body: &Bytes,
 ) -> Result<JobRequest, Problem> {
-    if body.len() > MAX_PAYLOAD_BYTES {
-        return Err(Problem(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            format!("the payload is {} bytes; the limit is {MAX_PAYLOAD_BYTES}", body.len()),
-        ));
-    }
     let payload: serde_json::Value = serde_json::from_slice(body)
         .map_err(|e| Problem(StatusCode::BAD_REQUEST, format!("the body is not JSON: {e}")))?;
     let bad = |what: String| Problem(StatusCode::BAD_REQUEST, what);
@@ -183,18 +234,20 @@ async fn create_job(
     Path((namespace, destination)): Path<(String, String)>,
     Query(query): Query<JobQuery>,
     headers: HeaderMap,
-    body: Bytes,
+    body: Body,
 ) -> Result<Response, Problem> {
+    check_names(&namespace, "destination", &destination)?;
     let caller = intake
         .access
         .check(authorization(&headers), &namespace, "create")
         .await?;
+    let body = intake.read_body(&headers, body).await?;
     let request = parse(namespace, destination, query, &headers, &body)?;
     let (code, accepted) = store(&intake, &request, caller.username.as_deref().unwrap_or_default()).await?;
     Ok(accepted_response(code, &request.namespace, &accepted))
 }
 
-async fn seed_process(State(intake): State<Arc<Intake>>, headers: HeaderMap, body: Bytes) -> Result<Response, Problem> {
+async fn seed_process(State(intake): State<Arc<Intake>>, headers: HeaderMap, body: Body) -> Result<Response, Problem> {
     let Some(seed) = intake.seed.clone() else {
         return Err(Problem(
             StatusCode::NOT_FOUND,
@@ -205,6 +258,7 @@ async fn seed_process(State(intake): State<Arc<Intake>>, headers: HeaderMap, bod
         .access
         .check(authorization(&headers), &seed.namespace, "create")
         .await?;
+    let body = intake.read_body(&headers, body).await?;
     let request = parse(seed.namespace, seed.destination, JobQuery::default(), &headers, &body)?;
     let (code, job) = store(&intake, &request, caller.username.as_deref().unwrap_or_default()).await?;
     let mut answer = accepted_response(code, &request.namespace, &job);
@@ -299,6 +353,7 @@ async fn get_job(
     Path((namespace, name)): Path<(String, String)>,
     headers: HeaderMap,
 ) -> Result<Response, Problem> {
+    check_names(&namespace, "pendingjob", &name)?;
     intake.access.check(authorization(&headers), &namespace, "get").await?;
     let jobs: Api<PendingJob> = Api::namespaced(intake.client.clone(), &namespace);
     let job = jobs.get_opt(&name).await.map_err(|e| unavailable(&e))?.ok_or_else(|| {

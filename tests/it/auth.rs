@@ -129,15 +129,15 @@ async fn oauth2_tokens_are_fetched_once_kept_and_fetched_again_after_a_revoke() 
 
 /// A test CA, and PEM files of a server certificate for 127.0.0.1 and a
 /// client certificate, both signed by it, in a directory of their own.
-struct Pki {
+pub(crate) struct Pki {
     dir: PathBuf,
-    ca: String,
+    pub(crate) ca: String,
     client_cert: String,
     client_key: String,
 }
 
 impl Pki {
-    fn new() -> Self {
+    pub(crate) fn new() -> Self {
         let dir = std::env::temp_dir().join("pendingjob-it").join(unique_name("pki"));
         std::fs::create_dir_all(&dir).expect("creating the PKI directory");
         let mut ca_params = CertificateParams::new(Vec::<String>::new()).expect("CA params");
@@ -171,7 +171,7 @@ impl Pki {
         pki
     }
 
-    fn path(&self, file: &str) -> PathBuf {
+    pub(crate) fn path(&self, file: &str) -> PathBuf {
         self.dir.join(file)
     }
 

@@ -14,16 +14,21 @@ use crate::support::{TestEnv, kubectl, unique_name, wait_until};
 
 /// A `pendingjob-intake` process on a free loopback port, killed (by PID)
 /// on drop.
-struct Intake {
+pub(crate) struct Intake {
     child: std::process::Child,
-    base: String,
-    http: reqwest::Client,
+    pub(crate) base: String,
+    pub(crate) http: reqwest::Client,
 }
 
 impl Intake {
     /// Starts the intake as deploy/ runs it: with the token of its own
     /// ServiceAccount, and only the permissions deploy/base/intake.yaml gives it.
-    async fn start(args: &[&str]) -> Self {
+    pub(crate) async fn start(args: &[&str]) -> Self {
+        Self::start_with(args, "http", reqwest::Client::new()).await
+    }
+
+    /// Like [`Intake::start`], called at `scheme`://127.0.0.1 with `http`.
+    pub(crate) async fn start_with(args: &[&str], scheme: &str, http: reqwest::Client) -> Self {
         crate::deploy::install_deploy();
         let token = kubectl(&[
             "create",
@@ -55,14 +60,19 @@ impl Intake {
         .await;
         Self {
             child,
-            base: format!("http://127.0.0.1:{port}"),
-            http: reqwest::Client::new(),
+            base: format!("{scheme}://127.0.0.1:{port}"),
+            http,
         }
+    }
+
+    /// Its resident memory now, in MiB.
+    pub(crate) fn rss_mib(&self) -> f64 {
+        crate::processes::rss_mib(self.child.id())
     }
 
     /// POSTs `body` as a job for `destination` in `namespace`; the status
     /// code and the JSON answer.
-    async fn post(
+    pub(crate) async fn post(
         &self,
         namespace: &str,
         destination: &str,
@@ -108,7 +118,7 @@ impl Drop for Intake {
 
 /// A token for the intake's audience, of a ServiceAccount allowed to create
 /// and get pendingjobs in the test namespace only.
-async fn writer_token(env: &TestEnv) -> String {
+pub(crate) async fn writer_token(env: &TestEnv) -> String {
     env.service_account_token("writer").await;
     let token = env.token_for_audience("writer", "pendingjob-intake").await;
     apply_json(

@@ -10,6 +10,7 @@ mod fair_shares;
 mod faults;
 mod hostile_remotes;
 mod intake;
+mod intake_hardening;
 mod jobs;
 mod lifecycle;
 mod network_policies;

@@ -189,16 +189,9 @@ impl Operator {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
-    /// Its resident memory now, in MiB (`VmRSS` in `/proc/PID/status`).
+    /// Its resident memory now, in MiB.
     pub fn rss_mib(&self) -> f64 {
-        let path = format!("/proc/{}/status", self.child.id());
-        let status = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("reading {path}: {e}"));
-        let kib: f64 = status
-            .lines()
-            .find_map(|l| l.strip_prefix("VmRSS:"))
-            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-            .unwrap_or_else(|| panic!("no VmRSS in {path}"));
-        kib / 1024.0
+        rss_mib(self.child.id())
     }
 
     /// Base URL of its admin server (`/healthz`, `/readyz`, `/metrics`), from its log.
@@ -259,4 +252,16 @@ impl Drop for Operator {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// The resident memory of process `pid` now, in MiB (`VmRSS` in `/proc/PID/status`).
+pub fn rss_mib(pid: u32) -> f64 {
+    let path = format!("/proc/{pid}/status");
+    let status = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("reading {path}: {e}"));
+    let kib: f64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or_else(|| panic!("no VmRSS in {path}"));
+    kib / 1024.0
 }
