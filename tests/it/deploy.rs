@@ -122,6 +122,8 @@ async fn deploy_is_accepted_server_side() {
         "customresourcedefinition.apiextensions.k8s.io/destinations.pendingjob.dev",
         "serviceaccount/pendingjob-operator",
         "clusterrole.rbac.authorization.k8s.io/pendingjob-operator",
+        "clusterrole.rbac.authorization.k8s.io/pendingjob-operator-credentials",
+        "clusterrolebinding.rbac.authorization.k8s.io/pendingjob-operator-credentials",
         "role.rbac.authorization.k8s.io/pendingjob-operator-leader-election",
         "deployment.apps/pendingjob-operator",
         "service/pendingjob-operator-metrics",
@@ -175,10 +177,13 @@ async fn rbac_has_no_wildcards_and_only_the_verbs_the_code_uses() {
         ])
     );
     let cluster_role: ClusterRole = deploy_object("base/rbac.yaml", "ClusterRole", "pendingjob-operator");
+    let credentials_role: ClusterRole =
+        deploy_object("base/rbac.yaml", "ClusterRole", "pendingjob-operator-credentials");
     let role: Role = deploy_object("base/rbac.yaml", "Role", "pendingjob-operator-leader-election");
     let cluster_rules = rules(cluster_role.rules);
+    let credentials_rules = rules(credentials_role.rules);
     let lease_rules = rules(role.rules);
-    for (group, resource, verb) in cluster_rules.iter().chain(&lease_rules) {
+    for (group, resource, verb) in cluster_rules.iter().chain(&credentials_rules).chain(&lease_rules) {
         assert!(
             !format!("{group}{resource}{verb}").contains('*'),
             "wildcard in {group}/{resource}/{verb}"
@@ -201,11 +206,14 @@ async fn rbac_has_no_wildcards_and_only_the_verbs_the_code_uses() {
             ("pendingjob.dev", "destinations", "list"),
             ("pendingjob.dev", "destinations", "watch"),
             ("pendingjob.dev", "destinations/status", "patch"),
-            ("", "secrets", "get"),
-            ("", "configmaps", "get"),
             ("events.k8s.io", "events", "create"),
             ("events.k8s.io", "events", "patch"),
         ])
+    );
+    // A role of its own, so it can be bound in chosen namespaces only.
+    assert_eq!(
+        credentials_rules,
+        expect(&[("", "secrets", "get"), ("", "configmaps", "get")])
     );
     assert_eq!(
         lease_rules,

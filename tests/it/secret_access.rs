@@ -7,10 +7,10 @@ use axum::http::StatusCode;
 use pendingjob_operator::api::Phase;
 use serde_json::json;
 
-use crate::destinations::{apply_json, destination, job_to, secret};
+use crate::destinations::{apply_json, destination, job_to, ready, secret};
 use crate::jobs::{SOON, setup, wait_status};
 use crate::processes::Operator;
-use crate::support::{TestEnv, kubectl_stdin, wait_until};
+use crate::support::{TestEnv, kubeconfig_file, kubectl_stdin, unique_name, wait_until};
 use crate::targets::Target;
 
 const VALUE: &str = "db-SECRET-value-7";
@@ -207,4 +207,65 @@ async fn a_tenant_cannot_name_a_secret_it_may_not_read() {
         "spec.auth.bearerToken.secretKeyRef.name",
         "secret \"made-later\"",
     );
+}
+
+/// The operator's reads of Secrets narrowed to one namespace, as
+/// `deploy/base/rbac.yaml` says: the cluster-wide role without Secrets, and
+/// `pendingjob-operator-credentials` bound in namespace A only. A's
+/// Destination is Ready and its job delivered with the token; B's is not
+/// Ready (Forbidden) and its job waits, uncalled.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_operators_secret_reads_can_be_narrowed_to_chosen_namespaces() {
+    crate::deploy::install_deploy();
+    let a = setup("narrow-a").await;
+    let b = setup("narrow-b").await;
+    let account = "narrow-operator";
+    let token = a.service_account_token(account).await;
+    let binding = unique_name("narrow-operator");
+    apply_json(
+        &a,
+        &json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding", "metadata": {"name": binding},
+                "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "pendingjob-operator"},
+                "subjects": [{"kind": "ServiceAccount", "name": account, "namespace": a.namespace}]}),
+    );
+    apply_json(
+        &a,
+        &json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding", "metadata": {"name": "credentials"},
+                "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "pendingjob-operator-credentials"},
+                "subjects": [{"kind": "ServiceAccount", "name": account, "namespace": a.namespace}]}),
+    );
+    let kubeconfig = kubeconfig_file(Some(&token), None);
+    let target = Target::start(StatusCode::OK).await;
+    let mut operators = Vec::new();
+    for env in [&a, &b] {
+        apply_json(env, &secret("token", "Opaque", json!({"token": VALUE})));
+        apply_json(
+            env,
+            &destination(
+                "api",
+                json!({"url": target.base, "auth": {"bearerToken": {"secretKeyRef": {"name": "token", "key": "token"}}}}),
+            ),
+        );
+        apply_json(env, &job_to("call", "api", &format!("/{}", env.namespace)));
+        let args = ["--leader-election", "false"];
+        operators.push(Operator::start_with_kubeconfig(
+            &env.namespace,
+            &args,
+            Some(&kubeconfig),
+        ));
+    }
+    wait_status(&a, "call", "delivered", SOON, |s| s.phase == Phase::Succeeded).await;
+    let (_, reason, message) = wait_until("B's Destination to be not Ready", SOON, || async {
+        ready(&b, "api").await.filter(|(status, ..)| status == "False")
+    })
+    .await;
+    assert_eq!(reason, "Forbidden", "{message}");
+    assert!(message.contains(&format!("{}/token", b.namespace)), "{message}");
+    let seen = target.seen();
+    assert_eq!(seen.len(), 1, "only A's job was called: {seen:?}");
+    assert_eq!(seen[0].path, format!("/{}", a.namespace));
+    assert_eq!(seen[0].header("authorization"), Some(format!("Bearer {VALUE}")));
+    assert_eq!(crate::jobs::status(&b, "call").await.attempts, 0, "B's job waits");
+    let deleted = crate::support::kubectl(&["delete", "clusterrolebinding", &binding]);
+    assert!(deleted.status.success(), "{deleted:?}");
 }
