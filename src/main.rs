@@ -69,8 +69,9 @@ struct RunArgs {
     /// fe80::/10,0.0.0.0/8,::/128,100.100.100.200/32,fd00:ec2::254/128.
     #[arg(long, value_delimiter = ',', default_value = egress::DEFAULT_DENIED)]
     deny_cidrs: Vec<String>,
-    /// Most MiB of payloads kept in memory, for jobs with calls still to
-    /// make; a job whose payload does not fit is read before its call.
+    /// Most MiB of payloads and headers kept in memory, for jobs with calls
+    /// still to make; a job whose payload and headers do not fit is read
+    /// before its call.
     #[arg(long, default_value_t = 32)]
     payload_cache_mib: usize,
     /// How the cache is filled at start: a paged list, or a streaming list
