@@ -57,7 +57,8 @@ struct RunArgs {
     /// only one calling, so that another namespace always finds a slot free;
     /// a Destination's maxConcurrency cannot go past it. Freed slots go round
     /// the waiting namespaces in turn (default: half of
-    /// --max-concurrent-dispatches, at least 1).
+    /// --max-concurrent-dispatches, at least 1; all of it with --namespace,
+    /// where there is no other namespace to keep slots for).
     #[arg(long, value_parser = clap::value_parser!(u16).range(1..))]
     max_concurrent_per_namespace: Option<u16>,
     /// Target address ranges (CIDRs, comma-separated) the operator never
@@ -237,15 +238,21 @@ async fn run(args: RunArgs) -> ExitCode {
         renew_deadline: Duration::from_secs(args.lease_renew_deadline_seconds),
         retry_period: Duration::from_secs(args.lease_retry_period_seconds),
     });
+    // One namespace watched: no other to keep slots free for.
+    let max_concurrent_per_namespace = args
+        .max_concurrent_per_namespace
+        .unwrap_or(if args.namespace.is_some() {
+            args.max_concurrent_dispatches
+        } else {
+            (args.max_concurrent_dispatches / 2).max(1)
+        });
     let settings = Settings {
         namespace: args.namespace,
         max_concurrent_dispatches: args.max_concurrent_dispatches,
         max_concurrent_per_target: args
             .max_concurrent_per_target
             .unwrap_or((args.max_concurrent_dispatches / 4).max(1)),
-        max_concurrent_per_namespace: args
-            .max_concurrent_per_namespace
-            .unwrap_or((args.max_concurrent_dispatches / 2).max(1)),
+        max_concurrent_per_namespace,
         shutdown_grace: Duration::from_secs(args.shutdown_grace_seconds),
         lease,
         identity,
