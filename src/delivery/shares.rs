@@ -73,8 +73,15 @@ impl Pool {
             {
                 let mut state = self.lock();
                 let queue = state.waiting.entry(namespace.to_owned()).or_default();
+                // A namespace with calls waiting has its turn already.
+                let has_turn = !queue.is_empty();
+                // Waiters that gave up are skipped when their turn comes;
+                // clear them out as the queue doubles, so they cannot pile up.
+                if queue.len().is_power_of_two() {
+                    queue.retain(|waiter| !waiter.is_closed());
+                }
                 queue.push_back(granted);
-                if queue.len() == 1 {
+                if !has_turn {
                     state.turns.push_back(namespace.to_owned());
                 }
                 self.hand_out(&mut state);
@@ -243,6 +250,17 @@ mod tests {
         let _next = tokio::time::timeout(Duration::from_secs(1), pool.acquire("c"))
             .await
             .expect("the slot handed to a dropped waiter came back");
+        // Many that give up while every slot is held do not pile up.
+        for _ in 0..100 {
+            let mut gone = Box::pin(pool.acquire("d"));
+            assert!(pending(&mut gone).await);
+        }
+        assert!(pool.lock().waiting["d"].len() <= 64, "cleared as the queue doubles");
+        assert_eq!(
+            pool.lock().turns.iter().filter(|n| *n == "d").count(),
+            1,
+            "one turn each"
+        );
         // One that gives up while others hold every slot is skipped.
         let mut skipped = Box::pin(pool.acquire("d"));
         assert!(pending(&mut skipped).await);

@@ -156,6 +156,16 @@ async fn slow_headers_slow_bodies_and_too_many_connections_are_cut() {
         started.elapsed()
     );
 
+    // A kept-alive connection that sends nothing more: closed likewise.
+    let mut idle = TcpStream::connect(&address).await.expect("connect");
+    idle.write_all(b"GET /healthz HTTP/1.1\r\nHost: intake\r\n\r\n")
+        .await
+        .expect("write");
+    let answer = read_until_closed(&mut idle, Duration::from_secs(10))
+        .await
+        .expect("closed");
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+
     // An authenticated body that never arrives: 408 after the body read timeout.
     let mut body = TcpStream::connect(&address).await.expect("connect");
     let head = format!(

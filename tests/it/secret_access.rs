@@ -30,9 +30,7 @@ fn tenant(env: &TestEnv) -> String {
     );
     apply_json(
         env,
-        &json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding", "metadata": {"name": "tenant"},
-                "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "tenant"},
-                "subjects": [{"kind": "ServiceAccount", "name": "tenant", "namespace": env.namespace}]}),
+        &binding("RoleBinding", "tenant", "Role", "tenant", "tenant", &env.namespace),
     );
     format!("system:serviceaccount:{}:tenant", env.namespace)
 }
@@ -192,9 +190,7 @@ async fn a_tenant_cannot_name_a_secret_it_may_not_read() {
     );
     apply_json(
         &env,
-        &json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding", "metadata": {"name": "read-db"},
-                "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "read-db"},
-                "subjects": [{"kind": "ServiceAccount", "name": "tenant", "namespace": env.namespace}]}),
+        &binding("RoleBinding", "read-db", "Role", "read-db", "tenant", &env.namespace),
     );
     wait_until("the tenant's right to get Secret db to apply", SOON, || async {
         apply_as(&env, &user, &steal).ok()
@@ -221,18 +217,28 @@ async fn the_operators_secret_reads_can_be_narrowed_to_chosen_namespaces() {
     let b = setup("narrow-b").await;
     let account = "narrow-operator";
     let token = a.service_account_token(account).await;
-    let binding = unique_name("narrow-operator");
+    let cluster_binding = unique_name("narrow-operator");
     apply_json(
         &a,
-        &json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding", "metadata": {"name": binding},
-                "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "pendingjob-operator"},
-                "subjects": [{"kind": "ServiceAccount", "name": account, "namespace": a.namespace}]}),
+        &binding(
+            "ClusterRoleBinding",
+            &cluster_binding,
+            "ClusterRole",
+            "pendingjob-operator",
+            account,
+            &a.namespace,
+        ),
     );
     apply_json(
         &a,
-        &json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding", "metadata": {"name": "credentials"},
-                "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "pendingjob-operator-credentials"},
-                "subjects": [{"kind": "ServiceAccount", "name": account, "namespace": a.namespace}]}),
+        &binding(
+            "RoleBinding",
+            "credentials",
+            "ClusterRole",
+            "pendingjob-operator-credentials",
+            account,
+            &a.namespace,
+        ),
     );
     let kubeconfig = kubeconfig_file(Some(&token), None);
     let target = Target::start(StatusCode::OK).await;
@@ -266,6 +272,14 @@ async fn the_operators_secret_reads_can_be_narrowed_to_chosen_namespaces() {
     assert_eq!(seen[0].path, format!("/{}", a.namespace));
     assert_eq!(seen[0].header("authorization"), Some(format!("Bearer {VALUE}")));
     assert_eq!(crate::jobs::status(&b, "call").await.attempts, 0, "B's job waits");
-    let deleted = crate::support::kubectl(&["delete", "clusterrolebinding", &binding]);
+    let deleted = crate::support::kubectl(&["delete", "clusterrolebinding", &cluster_binding]);
     assert!(deleted.status.success(), "{deleted:?}");
+}
+
+/// A `kind` (RoleBinding or ClusterRoleBinding) `name` of `role_kind`
+/// `role` to ServiceAccount `account` of `namespace`.
+fn binding(kind: &str, name: &str, role_kind: &str, role: &str, account: &str, namespace: &str) -> serde_json::Value {
+    json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": kind, "metadata": {"name": name},
+           "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": role_kind, "name": role},
+           "subjects": [{"kind": "ServiceAccount", "name": account, "namespace": namespace}]})
 }
