@@ -104,3 +104,46 @@ fn apply_json_in(namespace: &str, manifest: &serde_json::Value) {
     );
     assert!(out.status.success(), "{out:?}");
 }
+
+/// Dead-letter calls take call slots as attempts do: a namespace whose failed
+/// jobs send their dead letters to a target that never answers holds no more
+/// than its share.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dead_letters_take_call_slots_too() {
+    let env = crate::jobs::setup("dead-letter-slots").await;
+    let (hanging, accepted, _listener) = black_hole().await;
+    // One namespace watched: the whole pool of 4 is its share.
+    let _operator = Operator::start(&env.namespace, &["--max-concurrent-dispatches", "4"]);
+    for n in 0..10 {
+        let job = json!({"apiVersion": "pendingjob.dev/v1alpha1", "kind": "PendingJob", "metadata": {"name": format!("fails-{n}")},
+                         "spec": {"target": {"url": "http://127.0.0.1:1/refused"}, "payload": {"n": n},
+                                  "retryPolicy": {"maxAttempts": 1}, "deadLetter": {"url": hanging}}});
+        apply_json(&env, &job);
+    }
+    wait_until("the dead letters to hold every slot", SOON, || async {
+        (accepted.load(Ordering::SeqCst) >= 4).then_some(())
+    })
+    .await;
+    // Every job has failed, and only as many dead letters as slots are in flight.
+    wait_until("every job to fail", SOON, || async {
+        let jobs = env
+            .api::<pendingjob_operator::api::PendingJob>()
+            .list(&Default::default())
+            .await
+            .ok()?;
+        jobs.items
+            .iter()
+            .all(|j| {
+                j.status
+                    .as_ref()
+                    .is_some_and(|s| s.phase == pendingjob_operator::api::Phase::Failed)
+            })
+            .then_some(())
+    })
+    .await;
+    assert_eq!(
+        accepted.load(Ordering::SeqCst),
+        4,
+        "dead letters went past the call slots"
+    );
+}

@@ -31,21 +31,19 @@ use record::{record, recorded};
 const TIMEOUT_SECONDS: i32 = 10;
 
 /// Sends the dead-letter record of job `key` (cached with `uid`) once, and
-/// records the call. Reads the job first: the cache keeps no payload of a
+/// records the call. Like an attempt, the call takes a call slot first, so
+/// dead letters share the pool and their namespace's share of it, and one
+/// waiting for its slot holds no payload; the slot is held until the call
+/// is recorded. Then it reads the job: the cache keeps no payload of a
 /// finished job.
 pub async fn send(ctx: &Context, key: &JobKey, uid: &str, term: Term) {
-    let api = ctx.api(&key.0);
-    let job = match api.get_opt(&key.1).await {
-        Ok(Some(job)) if job.uid().as_deref() == Some(uid) => job,
-        Ok(_) => return,
-        Err(error) => return warn!(job = %key.1, %error, "reading the job for its dead letter failed"),
-    };
-    let (Some(dead_letter), Some(status)) = (&job.spec.dead_letter, job.status.clone()) else {
+    let Some(cached) = ctx.cached(key).filter(|job| job.uid().as_deref() == Some(uid)) else {
         return;
     };
-    if ctx.decide(key, &job) != Decision::DeadLetter {
+    let Some(dead_letter) = cached.spec.dead_letter.clone() else {
         return;
-    }
+    };
+    drop(cached);
     let target = Target {
         url: dead_letter.url.clone(),
         path: None,
@@ -65,6 +63,28 @@ pub async fn send(ctx: &Context, key: &JobKey, uid: &str, term: Term) {
         // No call now; the next reconcile tries again.
         Err(wait) => return info!(job = %key.1, reason = %wait, "the dead letter waits for its destination"),
     };
+    let slot = tokio::select! {
+        slot = ctx.delivery.slots.acquire(&key.0, &route.limit_key, route.max_concurrency) => slot,
+        // The next term reconciles every job.
+        () = ctx.leadership.ended(term) => return,
+        () = ctx.tasks.stopped() => return,
+    };
+    let Ok(_slot) = slot else {
+        return;
+    };
+    let api = ctx.api(&key.0);
+    let job = match api.get_opt(&key.1).await {
+        Ok(Some(job)) if job.uid().as_deref() == Some(uid) => job,
+        Ok(_) => return,
+        Err(error) => return warn!(job = %key.1, %error, "reading the job for its dead letter failed"),
+    };
+    // Changed since it was routed: the next reconcile routes it afresh.
+    let (Some(now), Some(status)) = (&job.spec.dead_letter, job.status.clone()) else {
+        return;
+    };
+    if *now != dead_letter || ctx.decide(key, &job) != Decision::DeadLetter {
+        return;
+    }
     let body = Bytes::from(record(&job, &status).to_string());
     if ctx.leadership.term() != Some(term) {
         return;
