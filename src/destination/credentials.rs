@@ -27,11 +27,15 @@ pub struct Credentials {
 }
 
 impl Credentials {
-    /// Reads Secrets and ConfigMaps with `client` (get only); builds TLS
-    /// clients and fetches tokens with `clients`.
-    pub fn new(client: kube::Client, clients: HttpClients) -> Self {
+    /// Reads Secrets and ConfigMaps with `client` (get only), counting the
+    /// reads in `reads`; builds TLS clients and fetches tokens with `clients`.
+    pub fn new(
+        client: kube::Client,
+        clients: HttpClients,
+        reads: prometheus_client::metrics::counter::Counter,
+    ) -> Self {
         Self {
-            secrets: Secrets::new(client),
+            secrets: Secrets::new(client, reads),
             tokens: Tokens::default(),
             clients,
         }

@@ -224,7 +224,7 @@ mod tests {
         let config = kube::Config::new("http://127.0.0.1:1".parse().expect("uri"));
         let client = kube::Client::try_from(config).expect("client");
         let clients = HttpClients::new(EgressPolicy::default()).expect("clients");
-        let credentials = Arc::new(Credentials::new(client, clients.clone()));
+        let credentials = Arc::new(Credentials::new(client, clients.clone(), Default::default()));
         let delivery = Arc::new(Delivery::new(clients, Slots::new(4, 2, 1)));
         let mut forget = Forget::new(credentials.clone(), delivery.clone());
         for name in ["a", "b", "c"] {

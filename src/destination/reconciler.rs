@@ -3,13 +3,17 @@
 //! shows why they wait.
 //!
 //! Secrets are not watched (the operator may only `get` them), so a
-//! Destination is looked at again after [`RECHECK_NOT_READY`] while it is
-//! not ready, and after [`RECHECK_READY`] while it is: a Secret created,
-//! deleted or rotated shows within that long. The status also counts the
-//! calls in flight and the due jobs waiting ([`crate::delivery::occupancy`]); while
-//! there are any, or the circuit is not closed, the destination is looked
-//! at every [`RECHECK_NOT_READY`]. Only the leader writes, and only when
-//! something shown changed.
+//! Destination that is not ready is looked at again every
+//! [`RECHECK_NOT_READY`]: a Secret created shows within that long. A ready
+//! one that nothing calls costs nothing: it is looked at again only when its
+//! spec changes, the leader changes, or a job of it starts to wait or to
+//! call. A job reads the Secrets it needs at call time (values kept 30 s),
+//! so a Secret rotated or deleted meanwhile is used or found missing by
+//! the first job that needs it, which then has the status show it. The
+//! status also counts the calls in flight and the due jobs waiting
+//! ([`crate::delivery::occupancy`]); while there are any, or the circuit is
+//! not closed, the destination is looked at every [`RECHECK_NOT_READY`].
+//! Only the leader writes, and only when something shown changed.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -27,10 +31,8 @@ use crate::delivery::Delivery;
 use crate::delivery::occupancy::Counts;
 use crate::leadership::election::Leadership;
 
-/// How soon a destination that is not ready is looked at again.
+/// How soon a destination that is not ready, or busy, is looked at again.
 pub const RECHECK_NOT_READY: Duration = Duration::from_secs(5);
-/// How soon a ready destination is looked at again.
-pub const RECHECK_READY: Duration = Duration::from_secs(60);
 /// The condition type.
 const READY: &str = "Ready";
 
@@ -112,15 +114,36 @@ pub async fn reconcile(destination: Arc<Destination>, ctx: Arc<Context>) -> Resu
             .map_err(|e| Error::Write(name, e))?;
     }
     let busy = counts != Counts::default() || circuit.is_some_and(|c| c != Circuit::Closed);
-    Ok(Action::requeue(if ready && !busy {
-        RECHECK_READY
-    } else {
-        RECHECK_NOT_READY
-    }))
+    Ok(next_look(ready, busy).map_or_else(Action::await_change, Action::requeue))
+}
+
+/// When a destination is looked at again by itself: soon while it is not
+/// ready or busy; never while it is ready and idle, which is when its jobs
+/// or its spec bring it back.
+pub fn next_look(ready: bool, busy: bool) -> Option<Duration> {
+    (!ready || busy).then_some(RECHECK_NOT_READY)
 }
 
 /// A failed write is tried again after a short while.
 pub fn error_policy(_destination: Arc<Destination>, error: &Error, _ctx: Arc<Context>) -> Action {
     tracing::warn!(%error, "reconciling a Destination failed");
     Action::requeue(RECHECK_NOT_READY)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_ready_idle_destination_is_not_looked_at_again_by_itself() {
+        let cases = [
+            (true, false, None),
+            (true, true, Some(RECHECK_NOT_READY)),
+            (false, false, Some(RECHECK_NOT_READY)),
+            (false, true, Some(RECHECK_NOT_READY)),
+        ];
+        for (ready, busy, want) in cases {
+            assert_eq!(next_look(ready, busy), want, "ready {ready}, busy {busy}");
+        }
+    }
 }

@@ -19,6 +19,7 @@ use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use kube::{Api, Client};
+use prometheus_client::metrics::counter::Counter;
 
 use crate::api::KeyRef;
 
@@ -64,6 +65,8 @@ enum Kind {
 pub struct Secrets {
     client: Client,
     read: Mutex<Read>,
+    /// Counts the reads made.
+    reads: Counter,
 }
 
 #[derive(Default)]
@@ -74,11 +77,12 @@ struct Read {
 }
 
 impl Secrets {
-    /// Reads with `client`.
-    pub fn new(client: Client) -> Self {
+    /// Reads with `client`, counting each read in `reads`.
+    pub fn new(client: Client, reads: Counter) -> Self {
         Self {
             client,
             read: Mutex::default(),
+            reads,
         }
     }
 
@@ -152,6 +156,7 @@ impl Secrets {
         {
             return data.clone();
         }
+        self.reads.inc();
         let data = match kind {
             Kind::Secret => self.fetch_secret(namespace, name).await,
             Kind::ConfigMap => self.fetch_config_map(namespace, name).await,
@@ -255,7 +260,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_slow_secret_delays_only_its_own_readers() {
-        let secrets = Arc::new(Secrets::new(api_server().await));
+        let secrets = Arc::new(Secrets::new(api_server().await, Counter::default()));
         let slow = tokio::spawn({
             let secrets = secrets.clone();
             async move { secrets.secret("tenant-a", "slow").await }
@@ -271,7 +276,7 @@ mod tests {
 
     #[tokio::test]
     async fn forgotten_values_are_not_held() {
-        let secrets = Secrets::new(api_server().await);
+        let secrets = Secrets::new(api_server().await, Counter::default());
         for n in 0..10 {
             let _ = secrets.secret("ns", &format!("s{n}")).await;
         }

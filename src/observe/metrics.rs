@@ -113,6 +113,8 @@ pub struct Metrics {
     pub status_write_errors: Family<WriteErrorLabels, Counter>,
     /// Kubernetes errors of reconciles and of the reads before calls.
     pub reconcile_errors: Counter,
+    /// Reads (`get`) of the Secrets and ConfigMaps Destinations name.
+    pub credential_reads: Counter,
     /// 1 while this instance holds the leader Lease.
     pub leader: Gauge,
 }
@@ -178,6 +180,12 @@ impl Default for Metrics {
             "Kubernetes errors of reconciles and of the reads before calls",
             reconcile_errors.clone(),
         );
+        let credential_reads = Counter::default();
+        registry.register(
+            "credential_reads",
+            "Reads of the Secrets and ConfigMaps Destinations name (get; values are kept 30 s)",
+            credential_reads.clone(),
+        );
         let leader = Gauge::default();
         registry.register("leader", "1 while this instance is the leader", leader.clone());
         Self {
@@ -195,6 +203,7 @@ impl Default for Metrics {
             unrecorded_attempts,
             status_write_errors,
             reconcile_errors,
+            credential_reads,
             leader,
         }
     }

@@ -144,7 +144,11 @@ pub async fn run(
     let (store, writer) = reflector::store();
     let payloads = Arc::new(Payloads::new(settings.payload_cache_bytes));
     let delivery = Arc::new(Delivery::new(http, slots));
-    let credentials = Arc::new(Credentials::new(clients.requests.clone(), delivery.clients.clone()));
+    let credentials = Arc::new(Credentials::new(
+        clients.requests.clone(),
+        delivery.clients.clone(),
+        admin.metrics.credential_reads.clone(),
+    ));
     let (destinations, destination_events) = watch_destinations(
         &clients.watch,
         settings.namespace.as_deref(),

@@ -9,6 +9,7 @@ mod egress;
 mod fair_shares;
 mod faults;
 mod hostile_remotes;
+mod idle;
 mod intake;
 mod intake_hardening;
 mod jobs;
