@@ -149,13 +149,9 @@ impl Breakers {
     }
 
     /// How many breakers are held.
-    pub fn len(&self) -> usize {
+    #[cfg(test)]
+    pub(crate) fn len(&self) -> usize {
         self.breakers.lock().unwrap_or_else(PoisonError::into_inner).len()
-    }
-
-    /// Whether no breaker is held.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
     }
 
     fn with<T>(&self, key: &str, f: impl FnOnce(&mut Breaker) -> T) -> T {

@@ -88,7 +88,8 @@ impl HttpClients {
     }
 
     /// How many destinations have a client of their own.
-    pub fn own_clients(&self) -> usize {
+    #[cfg(test)]
+    pub(crate) fn own_clients(&self) -> usize {
         self.with_tls.lock().unwrap_or_else(PoisonError::into_inner).len()
     }
 

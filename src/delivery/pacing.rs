@@ -32,13 +32,9 @@ impl Pacing {
     }
 
     /// How many buckets are held.
-    pub fn len(&self) -> usize {
+    #[cfg(test)]
+    pub(crate) fn len(&self) -> usize {
         self.limiters.lock().unwrap_or_else(PoisonError::into_inner).len()
-    }
-
-    /// Whether no bucket is held.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
     }
 
     fn limiter(&self, key: &str, limit: RateLimit) -> Arc<DefaultDirectRateLimiter> {

@@ -105,7 +105,8 @@ impl Pool {
     }
 
     /// How many slots `namespace` holds now.
-    pub fn held(&self, namespace: &str) -> usize {
+    #[cfg(test)]
+    fn held(&self, namespace: &str) -> usize {
         self.lock().held.get(namespace).copied().unwrap_or(0)
     }
 

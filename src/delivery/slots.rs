@@ -35,11 +35,6 @@ pub struct Slots {
 }
 
 impl Slots {
-    /// The most calls one namespace may have in flight.
-    pub fn per_namespace(&self) -> usize {
-        self.global.share()
-    }
-
     /// `global` calls at once in all, at most `per_namespace` of one
     /// namespace, at most `per_target` to one target.
     pub fn new(global: usize, per_namespace: usize, per_target: usize) -> Self {

@@ -197,13 +197,9 @@ impl Tokens {
     }
 
     /// How many destinations have a token or failure held.
-    pub fn len(&self) -> usize {
+    #[cfg(test)]
+    pub(crate) fn len(&self) -> usize {
         self.by_destination.lock().unwrap_or_else(PoisonError::into_inner).len()
-    }
-
-    /// Whether none has.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
     }
 
     fn slot(&self, key: &str) -> Arc<tokio::sync::Mutex<Held>> {

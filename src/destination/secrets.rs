@@ -97,7 +97,8 @@ impl Secrets {
     }
 
     /// How many objects' values are held.
-    pub fn held(&self) -> usize {
+    #[cfg(test)]
+    pub(crate) fn held(&self) -> usize {
         self.lock().entries.len()
     }
 
