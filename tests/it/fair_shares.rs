@@ -2,11 +2,13 @@
 //! Destinations they use, hold at most its share of the call slots, so a
 //! healthy job in another namespace is called at once.
 
-use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use axum::http::StatusCode;
 use serde_json::json;
+use tokio::io::AsyncReadExt;
 
 use crate::destinations::{apply_json, destination, job_to};
 use crate::jobs::SOON;
@@ -105,45 +107,92 @@ fn apply_json_in(namespace: &str, manifest: &serde_json::Value) {
     assert!(out.status.success(), "{out:?}");
 }
 
+/// A server that holds every connection open until its client hangs up,
+/// and keeps the number open now and the most ever open at once.
+async fn holder() -> (String, Arc<AtomicUsize>, Arc<AtomicUsize>, tokio::task::JoinHandle<()>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("binding");
+    let url = format!("http://{}/hold", listener.local_addr().expect("address"));
+    let (open, peak) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+    let (now, most) = (open.clone(), peak.clone());
+    let task = tokio::spawn(async move {
+        while let Ok((mut socket, _)) = listener.accept().await {
+            let count = now.fetch_add(1, Ordering::SeqCst) + 1;
+            most.fetch_max(count, Ordering::SeqCst);
+            let now = now.clone();
+            tokio::spawn(async move {
+                let mut buffer = [0u8; 4096];
+                // Read the request and never answer; the client's timeout ends it.
+                while matches!(socket.read(&mut buffer).await, Ok(n) if n > 0) {}
+                now.fetch_sub(1, Ordering::SeqCst);
+            });
+        }
+    });
+    (url, open, peak, task)
+}
+
 /// Dead-letter calls take call slots as attempts do: a namespace whose failed
-/// jobs send their dead letters to a target that never answers holds no more
-/// than its share.
+/// jobs send their dead letters to a target that never answers has no more
+/// of them in flight than its share, however long they hang.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dead_letters_take_call_slots_too() {
     let env = crate::jobs::setup("dead-letter-slots").await;
-    let (hanging, accepted, _listener) = black_hole().await;
-    // One namespace watched: the whole pool of 4 is its share.
-    let _operator = Operator::start(&env.namespace, &["--max-concurrent-dispatches", "4"]);
-    for n in 0..10 {
-        let job = json!({"apiVersion": "pendingjob.dev/v1alpha1", "kind": "PendingJob", "metadata": {"name": format!("fails-{n}")},
-                         "spec": {"target": {"url": "http://127.0.0.1:1/refused"}, "payload": {"n": n},
-                                  "retryPolicy": {"maxAttempts": 1}, "deadLetter": {"url": hanging}}});
-        apply_json(&env, &job);
-    }
-    wait_until("the dead letters to hold every slot", SOON, || async {
-        (accepted.load(Ordering::SeqCst) >= 4).then_some(())
-    })
-    .await;
-    // Every job has failed, and only as many dead letters as slots are in flight.
+    let refusing = Target::start(StatusCode::BAD_REQUEST).await;
+    let (hanging, open, peak, _listener) = holder().await;
+    // All ten fail at their first attempt, before the operator starts, so
+    // the dead letters queue behind none of the attempts.
+    let manifests: Vec<serde_json::Value> = (0..10)
+        .map(|n| {
+            json!({"apiVersion": "pendingjob.dev/v1alpha1", "kind": "PendingJob", "metadata": {"name": format!("fails-{n}")},
+                   "spec": {"target": {"url": format!("{}/refused", refusing.base)}, "payload": {"n": n},
+                            "retryPolicy": {"maxAttempts": 1}, "deadLetter": {"url": hanging}}})
+        })
+        .collect();
+    apply_json(&env, &json!({"apiVersion": "v1", "kind": "List", "items": manifests}));
+    // One namespace watched: the whole pool of 4 is its share. The target
+    // alone would take 10 at once.
+    let _operator = Operator::start(
+        &env.namespace,
+        &["--max-concurrent-dispatches", "4", "--max-concurrent-per-target", "10"],
+    );
     wait_until("every job to fail", SOON, || async {
         let jobs = env
             .api::<pendingjob_operator::api::PendingJob>()
             .list(&Default::default())
             .await
             .ok()?;
-        jobs.items
-            .iter()
-            .all(|j| {
+        (jobs.items.len() == 10
+            && jobs.items.iter().all(|j| {
                 j.status
                     .as_ref()
                     .is_some_and(|s| s.phase == pendingjob_operator::api::Phase::Failed)
-            })
-            .then_some(())
+            }))
+        .then_some(())
     })
     .await;
-    assert_eq!(
-        accepted.load(Ordering::SeqCst),
-        4,
-        "dead letters went past the call slots"
-    );
+    wait_until("the dead letters to hold every slot", SOON, || async {
+        (open.load(Ordering::SeqCst) >= 4).then_some(())
+    })
+    .await;
+    // The first four time out after 10 s and are recorded; the next four take
+    // their slots. Never are more open at once than there are slots.
+    assert_eq!(refusing.seen().len(), 10, "one attempt per job");
+    wait_until(
+        "the first dead letters to time out and others to follow",
+        SOON,
+        || async {
+            let jobs = env
+                .api::<pendingjob_operator::api::PendingJob>()
+                .list(&Default::default())
+                .await
+                .ok()?;
+            let recorded: i64 = jobs
+                .items
+                .iter()
+                .filter_map(|j| j.status.as_ref()?.dead_letter.as_ref().map(|d| i64::from(d.attempts)))
+                .sum();
+            (recorded >= 4 && open.load(Ordering::SeqCst) >= 4).then_some(())
+        },
+    )
+    .await;
+    assert_eq!(peak.load(Ordering::SeqCst), 4, "dead letters went past the call slots");
 }
