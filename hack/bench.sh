@@ -16,5 +16,5 @@ trap cleanup EXIT
 
 # shellcheck source=release-plane.sh
 source hack/release-plane.sh
-cargo build --locked --release --example status_patch_rate --example create_rate
+cargo build --locked --release --example status_patch_rate --example create_rate --example list_rate
 BIN_DIR=$BIN_DIR python3 hack/bench.py

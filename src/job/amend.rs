@@ -11,20 +11,27 @@ use tracing::info;
 use super::context::Context;
 use super::fence;
 use super::plan::{self, Amend};
-use crate::api::{PendingJob, PendingJobStatus};
+use crate::api::{JobKey, PendingJob, PendingJobStatus};
 
 /// Deletes `job` with one call, only if it is still that object at that
 /// version: a job recreated under its name, or changed since, is kept.
 pub async fn delete(ctx: &Context, job: &PendingJob) -> Result<(), kube::Error> {
     let (namespace, name) = (job.namespace().unwrap_or_default(), job.name_any());
+    delete_exactly(ctx, &(namespace, name), job.uid(), job.resource_version()).await
+}
+
+/// Deletes job `key` with one call if it still has `uid` at `resource_version`.
+pub(crate) async fn delete_exactly(
+    ctx: &Context,
+    (namespace, name): &JobKey,
+    uid: Option<String>,
+    resource_version: Option<String>,
+) -> Result<(), kube::Error> {
     let params = DeleteParams {
-        preconditions: Some(Preconditions {
-            uid: job.uid(),
-            resource_version: job.resource_version(),
-        }),
+        preconditions: Some(Preconditions { uid, resource_version }),
         ..DeleteParams::background()
     };
-    match ctx.api(&namespace).delete(&name, &params).await {
+    match ctx.api(namespace).delete(name, &params).await {
         Ok(_) => {
             info!(%namespace, %name, "deleted: ttlSecondsAfterFinished is up");
             ctx.metrics.ttl_deletions.inc();

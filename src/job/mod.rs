@@ -4,7 +4,9 @@
 //!   [`transitions`] (what an attempt makes of the status), [`backoff`].
 //! - The reconcile ([`reconciler`]) decides from the cached job and hands
 //!   work to tasks ([`tasks`]): one [`attempt`], a [`dead_letter`], or an
-//!   [`amend`] write. They share a [`context`].
+//!   [`amend`] write. They share a [`context`]. Finished jobs that wait only
+//!   for their time to live are kept outside the controller, and deleted by
+//!   [`expire`].
 //! - Writes: [`fence`] (the status write that records an attempt) and
 //!   [`events`] (one per change of phase).
 //!
@@ -22,6 +24,7 @@ pub mod backoff;
 pub mod context;
 pub mod dead_letter;
 pub mod events;
+pub mod expire;
 pub mod fence;
 pub mod plan;
 pub mod reconciler;

@@ -13,6 +13,7 @@ use kube::runtime::reflector::Store;
 use super::gauges;
 use super::metrics::Metrics;
 use crate::api::PendingJob;
+use crate::store::finished::Finished;
 
 /// What the admin endpoints report on; shared with the controller.
 #[derive(Clone, Default)]
@@ -20,7 +21,7 @@ pub struct Admin {
     /// The operator's metrics.
     pub metrics: Arc<Metrics>,
     ready: Arc<AtomicBool>,
-    jobs: Arc<OnceLock<Store<PendingJob>>>,
+    jobs: Arc<OnceLock<(Store<PendingJob>, Arc<Finished>)>>,
 }
 
 impl Admin {
@@ -29,9 +30,10 @@ impl Admin {
         self.ready.store(ready, Ordering::Release);
     }
 
-    /// Gives `/metrics` the controller's cache, to count jobs by phase.
-    pub fn set_store(&self, store: Store<PendingJob>) {
-        let _ = self.jobs.set(store);
+    /// Gives `/metrics` the controller's cache and the finished jobs kept
+    /// apart from it, to count jobs by phase.
+    pub fn set_store(&self, store: Store<PendingJob>, finished: Arc<Finished>) {
+        let _ = self.jobs.set((store, finished));
     }
 
     /// The routes.
@@ -53,12 +55,18 @@ async fn readyz(State(admin): State<Admin>) -> impl IntoResponse {
 }
 
 async fn metrics(State(admin): State<Admin>) -> impl IntoResponse {
-    if let Some(store) = admin.jobs.get() {
+    if let Some((store, finished)) = admin.jobs.get() {
         // Only the leader reports job gauges: summed over replicas, each
         // job then counts once.
         let leading = admin.metrics.leader.get() == 1;
-        let jobs = store.state();
-        let gauges = leading.then(|| gauges::job_gauges(jobs.iter().map(AsRef::as_ref), jiff::Timestamp::now()));
+        let gauges = leading.then(|| {
+            let jobs = store.state();
+            let mut gauges = gauges::job_gauges(jobs.iter().map(AsRef::as_ref), jiff::Timestamp::now());
+            for (key, count) in finished.counts() {
+                *gauges.by_phase.entry(key).or_default() += count;
+            }
+            gauges
+        });
         admin.metrics.set_job_gauges(gauges.as_ref());
     }
     match admin.metrics.encode() {

@@ -12,7 +12,7 @@ use kube::api::ListParams;
 use kube::runtime::controller::{self, Controller};
 use kube::runtime::reflector::{self, Store};
 use kube::runtime::{WatchStreamExt, watcher};
-use kube::{Api, Client};
+use kube::{Api, Client, ResourceExt};
 use tokio::sync::watch;
 use tracing::{debug, info, warn};
 
@@ -24,6 +24,8 @@ use crate::destination::credentials::Credentials;
 use crate::destination::forget::Forget;
 use crate::destination::reconciler as destinations;
 use crate::job::context::{Calls, Context};
+use crate::job::expire;
+use crate::job::plan::{self, Facts};
 use crate::job::reconciler::{error_policy, reconcile};
 use crate::leadership::campaign::LeaseSettings;
 use crate::leadership::election::Election;
@@ -31,6 +33,7 @@ use crate::leadership::term::Tenure;
 use crate::observe::admin::Admin;
 use crate::observe::metrics::Metrics;
 use crate::store::cache::{self, JobCache};
+use crate::store::finished::Finished;
 use crate::store::listing::InitialList;
 use crate::store::payloads::Payloads;
 use clients::Clients;
@@ -69,6 +72,7 @@ fn watch_destinations(
     let config = initial_list.apply(watcher::Config::default().timeout(WATCH_TIMEOUT_SECONDS));
     let watch = watcher(api, config)
         .default_backoff()
+        .modify(cache::slim_destination)
         .reflect(writer)
         .inspect_ok(move |event| forget.observe(event))
         .applied_objects();
@@ -156,8 +160,10 @@ pub async fn run(
         Forget::new(credentials.clone(), delivery.clone()),
     );
     let (destination_changes, changed_destinations) = tokio::sync::mpsc::unbounded_channel();
+    let finished = Arc::new(Finished::default());
     let cache = JobCache {
         store: store.clone(),
+        finished: finished.clone(),
         payloads: payloads.clone(),
         destinations: destinations.clone(),
     };
@@ -191,18 +197,39 @@ pub async fn run(
     // Reconciles only decide and start tasks; they never wait on a target.
     let config = controller::Config::default().concurrency(RECONCILE_CONCURRENCY);
     let watch = initial_list.apply(watcher::Config::default().timeout(WATCH_TIMEOUT_SECONDS));
+    let default_ttl = settings.default_ttl;
+    let settled = move |job: &PendingJob| {
+        let status = job.status.clone().unwrap_or_default();
+        let settled = plan::settled(&Facts::of(job, &status, default_ttl), jiff::Timestamp::now());
+        if let Some(delete_at) = settled {
+            let (namespace, name) = (job.namespace().unwrap_or_default(), job.name_any());
+            debug!(%namespace, %name, decision = %"Kept", ?delete_at, "finished: kept compact until it changes");
+        }
+        settled
+    };
     let jobs = watcher(api, watch)
         .default_backoff()
         .map_ok(move |event| payloads.observe(event))
+        // Finished jobs with nothing owed leave the cache for the compact store.
+        .try_filter_map({
+            let finished = finished.clone();
+            move |event| std::future::ready(Ok(finished.observe(event, &settled)))
+        })
         .modify(cache::slim)
         .reflect(writer)
         .inspect_ok({
             let ctx = ctx.clone();
-            move |event| ctx.freshness.observe(event)
+            move |event| {
+                ctx.freshness.observe(event);
+                if let watcher::Event::Delete(job) = event {
+                    ctx.forget_deleted(&job.namespace().unwrap_or_default(), &job.name_any());
+                }
+            }
         })
         .applied_objects();
     let controller = Controller::for_stream(jobs, store.clone()).with_config(config);
-    admin.set_store(store.clone());
+    admin.set_store(store.clone(), finished);
+    tokio::spawn(expire::run(ctx.clone()));
     tokio::spawn(mark_ready_when_synced(store, admin.clone()));
 
     // Destinations: their Ready condition, written by the leader.

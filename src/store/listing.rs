@@ -22,7 +22,7 @@ use kube::runtime::watcher;
 /// Jobs per page of a paged initial list: a page is parsed whole, payloads
 /// and all, before the cache slims it, so small pages keep the start-up peak
 /// low (100 jobs of 64 KiB: 6.4 MB).
-const PAGE_SIZE: u32 = 100;
+pub const PAGE_SIZE: u32 = 100;
 
 /// The `--initial-list` choice.
 #[derive(clap::ValueEnum, Clone, Copy, Debug, Default, PartialEq, Eq)]

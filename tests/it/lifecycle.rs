@@ -87,10 +87,10 @@ async fn the_retry_annotation_redrives_a_failed_job_once_and_in_bulk() {
     );
 
     // The same value again does nothing: the job is decided on and left alone.
-    let idle = operator.log_lines("once", "decision=Idle");
+    let idle = operator.log_lines("once", "decision=Kept");
     annotate(&env, &["once", "pendingjob.dev/retry=1", "example.com/poke=1"]);
     wait_until("the poke to be decided on", SOON, || async {
-        (operator.log_lines("once", "decision=Idle") > idle).then_some(())
+        (operator.log_lines("once", "decision=Kept") > idle).then_some(())
     })
     .await;
     assert_eq!(api2.calls_for(&uid).await, 2);

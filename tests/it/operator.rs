@@ -337,20 +337,20 @@ async fn a_finished_job_is_never_called_again() {
     assert_eq!(api2.calls_for(&uid).await, done.attempts as u64);
 
     // Wake the job with an unrelated change, and once more from a restart.
-    let idle_before = operator.log_lines("done", "decision=Idle");
+    let idle_before = operator.log_lines("done", "decision=Kept");
     let patch = serde_json::json!({"metadata": {"annotations": {"example.com/poke": "1"}}});
     env.api::<PendingJob>()
         .patch("done", &PatchParams::default(), &Patch::Merge(&patch))
         .await
         .expect("annotate");
     wait_until("the poke to be reconciled", SOON, || async {
-        (operator.log_lines("done", "decision=Idle") > idle_before).then_some(())
+        (operator.log_lines("done", "decision=Kept") > idle_before).then_some(())
     })
     .await;
     operator.kill();
     let restarted = Operator::start(&env.namespace, &[]);
     wait_until("the restarted operator to see the job", SOON, || async {
-        (restarted.log_lines("done", "decision=Idle") >= 1).then_some(())
+        (restarted.log_lines("done", "decision=Kept") >= 1).then_some(())
     })
     .await;
     assert_eq!(

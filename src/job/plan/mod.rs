@@ -161,6 +161,26 @@ pub fn decide(facts: &Facts<'_>, now: Timestamp) -> Decision {
         .map_or(Decision::Attempt, Decision::Wait)
 }
 
+/// Whether a job needs nothing until it changes but, perhaps, its deletion:
+/// `Some(None)` for a finished job kept for good, `Some(Some(t))` for one
+/// to delete at `t`, `None` for a job the controller must look at (not
+/// finished, a redrive or a dead letter to act on, its time to live up).
+/// Such a job can wait outside the controller (see
+/// [`crate::store::finished`]).
+pub fn settled(facts: &Facts<'_>, now: Timestamp) -> Option<Option<Timestamp>> {
+    let status = facts.status;
+    let dead_letter_owed =
+        facts.dead_letter && status.phase == Phase::Failed && !status.dead_letter.as_ref().is_some_and(|d| d.delivered);
+    if !status.phase.is_terminal() || dead_letter_owed {
+        return None;
+    }
+    match (decide(facts, now), facts.ttl_after_finished, &status.completion_time) {
+        (Decision::Idle, _, _) => Some(None),
+        (Decision::Wait(_), Some(ttl), Some(Time(done))) => Some(Some(after(*done, ttl))),
+        _ => None,
+    }
+}
+
 /// The status `amend` makes of `status` at `now`.
 pub fn amend(status: &PendingJobStatus, change: &Amend, now: Timestamp) -> PendingJobStatus {
     let mut next = status.clone();

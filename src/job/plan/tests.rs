@@ -258,3 +258,45 @@ fn a_failed_job_sends_its_dead_letter_before_its_ttl_runs() {
         "only failures are dead-lettered"
     );
 }
+
+#[test]
+fn only_finished_jobs_with_nothing_owed_are_settled() {
+    let done = finished(Phase::Succeeded, -5);
+    let failed = finished(Phase::Failed, -5);
+    let running = status(Phase::Retrying, 1, Some(10));
+    let plain = Facts::plain(&done);
+    let ttl = |status, ttl: u64| Facts {
+        ttl_after_finished: Some(secs(ttl)),
+        ..Facts::plain(status)
+    };
+    let with_dead_letter = Facts {
+        dead_letter: true,
+        ..Facts::plain(&failed)
+    };
+    let redriven = Facts {
+        retry_request: Some("v1"),
+        ..Facts::plain(&failed)
+    };
+    let mut sent = failed.clone();
+    sent.dead_letter = Some(crate::api::DeadLetterStatus {
+        delivered: true,
+        ..Default::default()
+    });
+    let delivered = Facts {
+        dead_letter: true,
+        ..Facts::plain(&sent)
+    };
+    let table: [(&str, Facts<'_>, Option<Option<Timestamp>>); 8] = [
+        ("kept for good", plain, Some(None)),
+        ("deleted at its ttl", ttl(&done, 8), Some(Some(at(3)))),
+        ("ttl up: the controller deletes it", ttl(&done, 2), None),
+        ("not finished", Facts::plain(&running), None),
+        ("a dead letter owed", with_dead_letter, None),
+        ("its dead letter delivered", delivered, Some(None)),
+        ("a redrive to act on", redriven, None),
+        ("a failed job kept for good", Facts::plain(&failed), Some(None)),
+    ];
+    for (what, facts, expected) in table {
+        assert_eq!(settled(&facts, at(0)), expected, "{what}");
+    }
+}
