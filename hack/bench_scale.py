@@ -191,7 +191,7 @@ def run(b):
     started = time.time()
     child = b.start("operator-scale-restart", f"{b.BIN}/pendingjob-operator", "run", "--namespace", ns,
                     "--admin-listen", "127.0.0.1:0", "--leader-election=false", *b.DRAIN_CALLS)
-    b.wait("the due job's first call", 900, lambda: due.stats()["total_requests"] >= 1, every=0.05)
+    b.wait("the due job's first call", 900, lambda: due.stats()["totalRequests"] >= 1, every=0.05)
     first = time.time() - started
     b.stop(child)
     print(f"start-up: process start to the first call of a job already due {first:.1f} s with {N + probes + 1} jobs; "

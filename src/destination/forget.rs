@@ -10,7 +10,7 @@
 //! So what is held follows the Destinations that exist, not every one a
 //! tenant ever made.
 
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use kube::ResourceExt;
@@ -22,13 +22,14 @@ use super::route::destination_key;
 use crate::api::{Destination, DestinationSpec};
 use crate::delivery::Delivery;
 
-/// The Secrets and ConfigMaps a Destination names.
+/// The Secrets and ConfigMaps a Destination names, each once, sorted
+/// (kept per Destination, so in vectors: a set's node is 300 bytes).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Named {
     /// Secret names.
-    pub secrets: BTreeSet<String>,
+    pub secrets: Vec<String>,
     /// ConfigMap names.
-    pub config_maps: BTreeSet<String>,
+    pub config_maps: Vec<String>,
 }
 
 impl Named {
@@ -37,36 +38,56 @@ impl Named {
         let mut named = Self::default();
         for header in &spec.headers {
             if let Some(from) = &header.value_from {
-                named.secrets.insert(from.secret_key_ref.name.clone());
+                named.secrets.push(from.secret_key_ref.name.clone());
             }
         }
         if let Some(auth) = &spec.auth {
             if let Some(bearer) = &auth.bearer_token {
-                named.secrets.insert(bearer.secret_key_ref.name.clone());
+                named.secrets.push(bearer.secret_key_ref.name.clone());
             }
             if let Some(basic) = &auth.basic {
-                named.secrets.insert(basic.secret_name.clone());
+                named.secrets.push(basic.secret_name.clone());
             }
             if let Some(oauth2) = &auth.oauth2_client_credentials {
-                named.secrets.insert(oauth2.client_id.secret_key_ref.name.clone());
-                named.secrets.insert(oauth2.client_secret.secret_key_ref.name.clone());
+                named.secrets.push(oauth2.client_id.secret_key_ref.name.clone());
+                named.secrets.push(oauth2.client_secret.secret_key_ref.name.clone());
             }
         }
         if let Some(tls) = &spec.tls {
             if let Some(ca) = &tls.ca {
                 if let Some(key) = &ca.secret_key_ref {
-                    named.secrets.insert(key.name.clone());
+                    named.secrets.push(key.name.clone());
                 }
                 if let Some(key) = &ca.config_map_key_ref {
-                    named.config_maps.insert(key.name.clone());
+                    named.config_maps.push(key.name.clone());
                 }
             }
             if let Some(certificate) = &tls.client_certificate {
-                named.secrets.insert(certificate.secret_name.clone());
+                named.secrets.push(certificate.secret_name.clone());
             }
+        }
+        for names in [&mut named.secrets, &mut named.config_maps] {
+            names.sort();
+            names.dedup();
+            names.shrink_to_fit();
         }
         named
     }
+
+    /// What `self` names that `now` does not.
+    fn beyond(&self, now: &Named) -> Named {
+        let missing = |before: &[String], now: &[String]| before.iter().filter(|n| !now.contains(n)).cloned().collect();
+        Named {
+            secrets: missing(&self.secrets, &now.secrets),
+            config_maps: missing(&self.config_maps, &now.config_maps),
+        }
+    }
+}
+
+/// `destination`'s key in [`Forget`]'s maps: its namespace and name only
+/// (a reference made from the object would keep its uid and version too).
+fn reference(destination: &Destination) -> ObjectRef<Destination> {
+    ObjectRef::new(&destination.name_any()).within(&destination.namespace().unwrap_or_default())
 }
 
 /// Follows the Destination watch and forgets what gone Destinations held.
@@ -96,7 +117,7 @@ impl Forget {
             Event::Init => self.listed = Some(HashSet::new()),
             Event::InitApply(destination) => {
                 if let Some(listed) = &mut self.listed {
-                    listed.insert(ObjectRef::from_obj(destination));
+                    listed.insert(reference(destination));
                 }
                 self.applied(destination);
             }
@@ -108,12 +129,12 @@ impl Forget {
                 }
             }
             Event::Apply(destination) => self.applied(destination),
-            Event::Delete(destination) => self.gone(&ObjectRef::from_obj(destination)),
+            Event::Delete(destination) => self.gone(&reference(destination)),
         }
     }
 
     fn applied(&mut self, destination: &Destination) {
-        let reference = ObjectRef::from_obj(destination);
+        let reference = reference(destination);
         let uid = destination.uid();
         // Deleted and made again under the same name while the watch was down.
         if self.known.get(&reference).is_some_and(|(known, _)| *known != uid) {
@@ -122,13 +143,7 @@ impl Forget {
         let named = Named::of(&destination.spec);
         let namespace = destination.namespace().unwrap_or_default();
         if let Some((_, before)) = self.known.insert(reference, (uid, named.clone())) {
-            self.forget_values(
-                &namespace,
-                &Named {
-                    secrets: before.secrets.difference(&named.secrets).cloned().collect(),
-                    config_maps: before.config_maps.difference(&named.config_maps).cloned().collect(),
-                },
-            );
+            self.forget_values(&namespace, &before.beyond(&named));
         }
     }
 

@@ -47,10 +47,13 @@ impl Unusable {
 
 /// A Secret's or ConfigMap's data, by key.
 type Data = BTreeMap<String, Vec<u8>>;
+/// The same as held: one allocation of key and value pairs, sorted by key
+/// (a map's node would cost 500 bytes for a one-key Secret).
+type Values = Arc<[(Box<str>, Box<[u8]>)]>;
 /// An object: kind, namespace, name.
 type Id = (Kind, String, String);
 /// What was last read of one object, and when; locked while it is read.
-type Entry = Arc<tokio::sync::Mutex<Option<(Instant, Result<Data, Unusable>)>>>;
+type Entry = Arc<tokio::sync::Mutex<Option<(Instant, Result<Values, Unusable>)>>>;
 
 /// The kinds of object read.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -128,20 +131,20 @@ impl Secrets {
     /// The value at `key` of Secret `key.name` in `namespace`.
     pub async fn secret_key(&self, namespace: &str, key: &KeyRef) -> Result<Vec<u8>, Unusable> {
         let data = self.get(Kind::Secret, namespace, &key.name).await?;
-        data.get(&key.key)
-            .cloned()
+        value_at(&data, &key.key)
             .ok_or_else(|| Unusable::new("KeyNotFound", format!("Secret {} has no key {:?}", key.name, key.key)))
     }
 
     /// All of Secret `name` in `namespace`, its type under [`TYPE_KEY`].
     pub async fn secret(&self, namespace: &str, name: &str) -> Result<Data, Unusable> {
-        self.get(Kind::Secret, namespace, name).await
+        let data = self.get(Kind::Secret, namespace, name).await?;
+        Ok(data.iter().map(|(k, v)| (k.to_string(), v.to_vec())).collect())
     }
 
     /// The value at `key` of ConfigMap `key.name` in `namespace`.
     pub async fn config_map_key(&self, namespace: &str, key: &KeyRef) -> Result<Vec<u8>, Unusable> {
         let data = self.get(Kind::ConfigMap, namespace, &key.name).await?;
-        data.get(&key.key).cloned().ok_or_else(|| {
+        value_at(&data, &key.key).ok_or_else(|| {
             Unusable::new(
                 "KeyNotFound",
                 format!("ConfigMap {} has no key {:?}", key.name, key.key),
@@ -149,7 +152,7 @@ impl Secrets {
         })
     }
 
-    async fn get(&self, kind: Kind, namespace: &str, name: &str) -> Result<Data, Unusable> {
+    async fn get(&self, kind: Kind, namespace: &str, name: &str) -> Result<Values, Unusable> {
         let entry = self.entry((kind, namespace.to_owned(), name.to_owned()));
         let mut held = entry.lock().await;
         if let Some((at, data)) = held.as_ref()
@@ -161,7 +164,8 @@ impl Secrets {
         let data = match kind {
             Kind::Secret => self.fetch_secret(namespace, name).await,
             Kind::ConfigMap => self.fetch_config_map(namespace, name).await,
-        };
+        }
+        .map(|data| data.into_iter().map(|(k, v)| (k.into(), v.into())).collect());
         // Trouble reaching the API server is not remembered: the next call asks again.
         if data.as_ref().err().is_none_or(|e| e.reason != "Unreachable") {
             *held = Some((Instant::now(), data.clone()));
@@ -207,8 +211,13 @@ impl Secrets {
     }
 }
 
+/// The value at `key` in `data`.
+fn value_at(data: &Values, key: &str) -> Option<Vec<u8>> {
+    data.iter().find(|(k, _)| **k == *key).map(|(_, v)| v.to_vec())
+}
+
 /// How long what was read stands: a value, or a finding that it is missing.
-fn ttl(data: &Result<Data, Unusable>) -> Duration {
+fn ttl(data: &Result<Values, Unusable>) -> Duration {
     if data.is_ok() { VALUE_TTL } else { MISSING_TTL }
 }
 

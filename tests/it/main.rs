@@ -19,6 +19,7 @@ mod operator;
 mod payloads;
 mod processes;
 mod proxy;
+mod quiet;
 mod require_destination;
 mod scale;
 mod secret_access;
