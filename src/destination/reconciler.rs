@@ -64,17 +64,24 @@ pub async fn reconcile(destination: Arc<Destination>, ctx: Arc<Context>) -> Resu
     }
     let namespace = destination.namespace().unwrap_or_default();
     let key = destination_key(&namespace, &destination.name_any());
-    let verdict = prepare(&destination.spec, &namespace, &key, &ctx.credentials).await;
-    let (ready, reason, message) = match &verdict {
-        Ok(_) => (true, "Ready", "every Secret and ConfigMap it needs is there".to_owned()),
-        Err(unusable) => (false, unusable.reason, unusable.message.clone()),
-    };
     let status = destination.status.clone().unwrap_or_default();
     let circuit = destination
         .spec
         .circuit_breaker
         .map(|_| ctx.delivery.breakers.circuit(&key));
     let counts = ctx.delivery.occupancy.counts(&key);
+    if shown_ready_and_idle(&destination, circuit, counts) {
+        // A new leader, or a restart, reads no Secret for it: the first job
+        // that needs one reads it, and a job that finds it unusable waits,
+        // which makes the destination busy and checked.
+        tracing::debug!(%namespace, name = %destination.name_any(), "shown Ready and idle: not checked");
+        return Ok(Action::await_change());
+    }
+    let verdict = prepare(&destination.spec, &namespace, &key, &ctx.credentials).await;
+    let (ready, reason, message) = match &verdict {
+        Ok(_) => (true, "Ready", "every Secret and ConfigMap it needs is there".to_owned()),
+        Err(unusable) => (false, unusable.reason, unusable.message.clone()),
+    };
     let count = |n: usize| Some(i32::try_from(n).unwrap_or(i32::MAX));
     let (in_flight, waiting_jobs) = (count(counts.in_flight), count(counts.waiting));
     let current = status.conditions.iter().find(|c| c.type_ == READY);
@@ -117,6 +124,26 @@ pub async fn reconcile(destination: Arc<Destination>, ctx: Arc<Context>) -> Resu
     Ok(next_look(ready, busy).map_or_else(Action::await_change, Action::requeue))
 }
 
+/// Whether `destination`'s status already shows it Ready for its spec's
+/// generation, with no calls in flight, no jobs waiting and its circuit (if
+/// it has one) closed, as `circuit` and `counts` find them now: then a look
+/// would read its Secrets only to show the same.
+pub fn shown_ready_and_idle(destination: &Destination, circuit: Option<Circuit>, counts: Counts) -> bool {
+    let Some(status) = &destination.status else {
+        return false;
+    };
+    let ready = status
+        .conditions
+        .iter()
+        .any(|c| c.type_ == READY && c.status == "True" && c.observed_generation == destination.meta().generation);
+    ready
+        && status.observed_generation == destination.meta().generation
+        && circuit.is_none_or(|c| c == Circuit::Closed)
+        && status.circuit == circuit
+        && counts == Counts::default()
+        && (status.in_flight.unwrap_or(0), status.waiting_jobs.unwrap_or(0)) == (0, 0)
+}
+
 /// When a destination is looked at again by itself: soon while it is not
 /// ready or busy; never while it is ready and idle, which is when its jobs
 /// or its spec bring it back.
@@ -144,6 +171,52 @@ mod tests {
         ];
         for (ready, busy, want) in cases {
             assert_eq!(next_look(ready, busy), want, "ready {ready}, busy {busy}");
+        }
+    }
+
+    fn shown(ready: &str, observed: i64, in_flight: i32) -> Destination {
+        serde_json::from_value(serde_json::json!({
+            "apiVersion": "pendingjob.dev/v1alpha1", "kind": "Destination",
+            "metadata": {"name": "d", "namespace": "ns", "generation": 2},
+            "spec": {"url": "https://api.example"},
+            "status": {"observedGeneration": observed, "inFlight": in_flight, "waitingJobs": 0,
+                       "conditions": [{"type": "Ready", "status": ready, "reason": "Ready", "message": "m",
+                                       "observedGeneration": observed, "lastTransitionTime": "2026-01-01T00:00:00Z"}]},
+        }))
+        .expect("destination")
+    }
+
+    #[test]
+    fn only_a_destination_shown_ready_for_its_spec_and_idle_skips_its_check() {
+        let idle = Counts::default();
+        let busy = Counts {
+            in_flight: 1,
+            waiting: 0,
+        };
+        let waiting = Counts {
+            in_flight: 0,
+            waiting: 3,
+        };
+        let mut unchecked: Destination = shown("True", 2, 0);
+        unchecked.status = None;
+        let cases = [
+            ("shown ready, idle", shown("True", 2, 0), None, idle, true),
+            ("never checked", unchecked, None, idle, false),
+            ("shown not ready", shown("False", 2, 0), None, idle, false),
+            ("its spec changed since", shown("True", 1, 0), None, idle, false),
+            ("calls in flight now", shown("True", 2, 0), None, busy, false),
+            ("jobs waiting now", shown("True", 2, 0), None, waiting, false),
+            ("shows calls that ended", shown("True", 2, 1), None, idle, false),
+            (
+                "its circuit is open",
+                shown("True", 2, 0),
+                Some(Circuit::Open),
+                idle,
+                false,
+            ),
+        ];
+        for (what, destination, circuit, counts, skip) in cases {
+            assert_eq!(shown_ready_and_idle(&destination, circuit, counts), skip, "{what}");
         }
     }
 }

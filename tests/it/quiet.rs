@@ -25,6 +25,11 @@ const DESTINATIONS: usize = 200;
 /// How long the install is watched at rest.
 const QUIET: Duration = Duration::from_secs(20);
 
+/// The operator's metrics, as text.
+async fn scrape(operator: &Operator) -> String {
+    http_get(&format!("{}/metrics", operator.admin_url().await)).await.1
+}
+
 /// Creates `items` in `env`'s namespace, 250 to a `kubectl create`.
 fn create(env: &TestEnv, items: Vec<Value>) {
     for chunk in items.chunks(250) {
@@ -93,12 +98,8 @@ async fn a_large_install_at_rest_writes_nothing_and_its_finished_jobs_still_work
     let api2 = MockApi2::start(&[]);
     let refusing = MockApi2::start(&["--fail", "--fail-status", "400"]);
     let partner = Target::start(StatusCode::OK).await;
-    let operator = Operator::start(
-        &env.namespace,
-        &["--max-concurrent-dispatches", "32", "--max-concurrent-per-target", "32"],
-    );
-    let admin = operator.admin_url().await;
-    let scrape = || async { http_get(&format!("{admin}/metrics")).await.1 };
+    let args = ["--max-concurrent-dispatches", "32", "--max-concurrent-per-target", "32"];
+    let operator = Operator::start(&env.namespace, &args);
 
     create(
         &env,
@@ -164,7 +165,7 @@ async fn a_large_install_at_rest_writes_nothing_and_its_finished_jobs_still_work
     // At rest: no writes, no calls, no Secret reads, and finished jobs kept compact.
     let (calls, reads) = (
         api2.stats().await.total_requests,
-        metric(&scrape().await, "pendingjob_credential_reads_total"),
+        metric(&scrape(&operator).await, "pendingjob_credential_reads_total"),
     );
     tokio::time::sleep(QUIET).await;
     let after = written(&env).await;
@@ -177,7 +178,7 @@ async fn a_large_install_at_rest_writes_nothing_and_its_finished_jobs_still_work
     assert!(changed.is_empty(), "written at rest: {changed:?}");
     assert_eq!(after.1, before.1, "Events recorded at rest");
     assert_eq!(api2.stats().await.total_requests, calls, "calls at rest");
-    let text = scrape().await;
+    let text = scrape(&operator).await;
     assert_eq!(
         metric(&text, "pendingjob_credential_reads_total"),
         reads,
@@ -190,6 +191,20 @@ async fn a_large_install_at_rest_writes_nothing_and_its_finished_jobs_still_work
         metric(&text, &succeeded),
         DELIVERED as f64,
         "the gauges count kept jobs"
+    );
+
+    // A restart (a new leader) reads no Secret for Destinations shown Ready
+    // and idle: they are not checked again until a job needs them.
+    operator.kill();
+    let operator = Operator::start(&env.namespace, &args);
+    wait_until("every Destination to be looked at", SOON, || async {
+        (operator.log_lines("partner-", "shown Ready and idle: not checked") == DESTINATIONS).then_some(())
+    })
+    .await;
+    assert_eq!(
+        metric(&scrape(&operator).await, "pendingjob_credential_reads_total"),
+        0.0,
+        "Secret reads at start for Destinations nothing calls"
     );
 
     // A redrive of kept Failed jobs calls them again.
@@ -239,7 +254,7 @@ async fn a_large_install_at_rest_writes_nothing_and_its_finished_jobs_still_work
     .await;
 
     // Kept jobs are deleted when their time to live is up.
-    let deletions = metric(&scrape().await, "pendingjob_ttl_deletions_total");
+    let deletions = metric(&scrape(&operator).await, "pendingjob_ttl_deletions_total");
     create(
         &env,
         (0..20)
@@ -257,6 +272,6 @@ async fn a_large_install_at_rest_writes_nothing_and_its_finished_jobs_still_work
         (left == 0 && operator.log_lines("short-", "decision=Kept") >= 20).then_some(())
     })
     .await;
-    let text = scrape().await;
+    let text = scrape(&operator).await;
     assert_eq!(metric(&text, "pendingjob_ttl_deletions_total") - deletions, 20.0);
 }
