@@ -64,7 +64,7 @@ pub struct PendingJobStatus {
     pub observed_generation: Option<i64>,
     /// The last `pendingjob.dev/retry` annotation acted on.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub redrive: Option<Redrive>,
+    pub redrive: Option<Box<Redrive>>,
     /// Since when the job is suspended.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub suspend_time: Option<MicroTime>,
@@ -73,7 +73,7 @@ pub struct PendingJobStatus {
     pub suspended_seconds: i64,
     /// The dead-letter record of a failed job.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub dead_letter: Option<DeadLetterStatus>,
+    pub dead_letter: Option<Box<DeadLetterStatus>>,
 }
 
 fn is_zero(n: &i64) -> bool {

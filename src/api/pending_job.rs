@@ -83,7 +83,7 @@ pub struct PendingJobSpec {
     pub ttl_seconds_after_finished: Option<i32>,
     /// Where a JSON record of the job is sent when it fails.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub dead_letter: Option<DeadLetter>,
+    pub dead_letter: Option<Box<DeadLetter>>,
 }
 
 /// A Destination in the job's namespace.
@@ -181,7 +181,7 @@ pub struct RetryPolicy {
     /// Status codes classified otherwise than by default (2xx delivered;
     /// 408, 429 and 5xx retried; any other code fails the job).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub retry_on: Option<RetryOn>,
+    pub retry_on: Option<Box<RetryOn>>,
     /// Randomisation of each delay, to spread retries of many jobs:
     /// `None` (exact delays), `Full` (uniform in [0, delay]) or `Equal`
     /// (uniform in [delay/2, delay]).

@@ -10,11 +10,11 @@
 //! So what is held follows the Destinations that exist, not every one a
 //! tenant ever made.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::sync::Arc;
 
 use kube::ResourceExt;
-use kube::runtime::reflector::ObjectRef;
+use kube::runtime::reflector::{ObjectRef, Store};
 use kube::runtime::watcher::Event;
 
 use super::credentials::Credentials;
@@ -84,29 +84,32 @@ impl Named {
     }
 }
 
-/// `destination`'s key in [`Forget`]'s maps: its namespace and name only
-/// (a reference made from the object would keep its uid and version too).
+/// `destination`'s key in a relist's set: its namespace and name only (a
+/// reference made from the object would keep its uid and version too).
 fn reference(destination: &Destination) -> ObjectRef<Destination> {
     ObjectRef::new(&destination.name_any()).within(&destination.namespace().unwrap_or_default())
 }
 
 /// Follows the Destination watch and forgets what gone Destinations held.
+/// It sees each event before the cache does, so the cache still shows what
+/// the event replaces: it keeps nothing per Destination itself.
 pub struct Forget {
     credentials: Arc<Credentials>,
     delivery: Arc<Delivery>,
-    /// Each known Destination's uid, and what it names.
-    known: HashMap<ObjectRef<Destination>, (Option<String>, Named)>,
+    /// The Destinations' cache, as it was before the event.
+    known: Store<Destination>,
     /// The Destinations a relist under way has shown so far.
     listed: Option<HashSet<ObjectRef<Destination>>>,
 }
 
 impl Forget {
-    /// Forgets in `credentials` and `delivery`.
-    pub fn new(credentials: Arc<Credentials>, delivery: Arc<Delivery>) -> Self {
+    /// Forgets in `credentials` and `delivery` what `known`, the cache the
+    /// same watch fills after it, held.
+    pub fn new(credentials: Arc<Credentials>, delivery: Arc<Delivery>, known: Store<Destination>) -> Self {
         Self {
             credentials,
             delivery,
-            known: HashMap::new(),
+            known,
             listed: None,
         }
     }
@@ -123,35 +126,34 @@ impl Forget {
             }
             Event::InitDone => {
                 let listed = self.listed.take().unwrap_or_default();
-                let gone: Vec<_> = self.known.keys().filter(|r| !listed.contains(r)).cloned().collect();
-                for reference in gone {
-                    self.gone(&reference);
+                for before in self.known.state() {
+                    if !listed.contains(&reference(&before)) {
+                        self.gone(&before);
+                    }
                 }
             }
             Event::Apply(destination) => self.applied(destination),
-            Event::Delete(destination) => self.gone(&reference(destination)),
+            Event::Delete(destination) => self.gone(destination),
         }
     }
 
     fn applied(&mut self, destination: &Destination) {
-        let reference = reference(destination);
-        let uid = destination.uid();
-        // Deleted and made again under the same name while the watch was down.
-        if self.known.get(&reference).is_some_and(|(known, _)| *known != uid) {
-            self.gone(&reference);
+        let Some(before) = self.known.get(&reference(destination)) else {
+            return;
+        };
+        if before.uid() != destination.uid() {
+            // Deleted and made again under the same name while the watch was down.
+            return self.gone(&before);
         }
         let named = Named::of(&destination.spec);
         let namespace = destination.namespace().unwrap_or_default();
-        if let Some((_, before)) = self.known.insert(reference, (uid, named.clone())) {
-            self.forget_values(&namespace, &before.beyond(&named));
-        }
+        self.forget_values(&namespace, &Named::of(&before.spec).beyond(&named));
     }
 
-    fn gone(&mut self, reference: &ObjectRef<Destination>) {
-        let namespace = reference.namespace.clone().unwrap_or_default();
-        let (_, named) = self.known.remove(reference).unwrap_or_default();
-        self.forget_values(&namespace, &named);
-        let key = destination_key(&namespace, &reference.name);
+    fn gone(&mut self, destination: &Destination) {
+        let (namespace, name) = (destination.namespace().unwrap_or_default(), destination.name_any());
+        self.forget_values(&namespace, &Named::of(&destination.spec));
+        let key = destination_key(&namespace, &name);
         self.credentials.tokens.remove(&key);
         self.credentials.clients.remove(&key);
         self.delivery.breakers.remove(&key);
@@ -241,9 +243,15 @@ mod tests {
         let clients = HttpClients::new(EgressPolicy::default()).expect("clients");
         let credentials = Arc::new(Credentials::new(client, clients.clone(), Default::default()));
         let delivery = Arc::new(Delivery::new(clients, Slots::new(4, 2, 1)));
-        let mut forget = Forget::new(credentials.clone(), delivery.clone());
+        let (known, mut cache) = kube::runtime::reflector::store();
+        let mut forget = Forget::new(credentials.clone(), delivery.clone(), known);
+        // As the watch does: Forget first, then the cache.
+        let mut see = |event: Event<Destination>| {
+            forget.observe(&event);
+            cache.apply_watcher_event(&event);
+        };
         for name in ["a", "b", "c"] {
-            forget.observe(&Event::Apply(everything(name)));
+            see(Event::Apply(everything(name)));
             hold(&credentials, &delivery, name).await;
         }
         let counts = |c: &Credentials, d: &Delivery| {
@@ -257,25 +265,25 @@ mod tests {
         };
         // (TLS clients, tokens, Secret values, breakers, rate buckets)
         assert_eq!(counts(&credentials, &delivery), (3, 3, 3, 3, 3));
-        forget.observe(&Event::Delete(everything("a")));
+        see(Event::Delete(everything("a")));
         assert_eq!(counts(&credentials, &delivery), (2, 2, 2, 2, 2));
         // A relist that no longer shows b forgets it as well.
-        forget.observe(&Event::Init);
-        forget.observe(&Event::InitApply(everything("c")));
-        forget.observe(&Event::InitDone);
+        see(Event::Init);
+        see(Event::InitApply(everything("c")));
+        see(Event::InitDone);
         assert_eq!(counts(&credentials, &delivery), (1, 1, 1, 1, 1));
         // One made again under the same name, seen only in a relist, is new.
         hold(&credentials, &delivery, "c").await;
         let mut again = everything("c");
         again.metadata.uid = Some("uid-c-again".into());
-        forget.observe(&Event::Init);
-        forget.observe(&Event::InitApply(again));
-        forget.observe(&Event::InitDone);
+        see(Event::Init);
+        see(Event::InitApply(again));
+        see(Event::InitDone);
         assert_eq!(counts(&credentials, &delivery).3, 0, "the old one's breaker");
         // An update that stops naming a Secret forgets its value.
         let mut fewer = everything("c");
         fewer.spec.tls = None;
-        forget.observe(&Event::Apply(fewer));
+        see(Event::Apply(fewer));
         assert_eq!(credentials.secrets.held(), 0);
     }
 }

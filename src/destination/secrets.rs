@@ -9,8 +9,9 @@
 //!
 //! Each object is read by one caller at a time, and only callers of that
 //! object wait for it: one tenant's slow or missing Secrets delay no other
-//! tenant's calls. Values past their time are swept out as the map grows,
-//! and a deleted Destination's are forgotten at once
+//! tenant's calls. Values past their time are swept out as the map grows
+//! and every [`VALUE_TTL`] ([`Secrets::sweep`]), and a deleted
+//! Destination's are forgotten at once
 //! ([`super::forget`]), so what is held follows what is used.
 
 use std::collections::{BTreeMap, HashMap};
@@ -79,6 +80,18 @@ struct Read {
     swept_at: usize,
 }
 
+impl Read {
+    fn sweep(&mut self) {
+        self.entries.retain(|_, entry| match entry.try_lock() {
+            Ok(held) => held.as_ref().is_some_and(|(at, data)| at.elapsed() < ttl(data)),
+            // Being read: kept.
+            Err(_) => true,
+        });
+        self.entries.shrink_to_fit();
+        self.swept_at = self.entries.len();
+    }
+}
+
 impl Secrets {
     /// Reads with `client`, counting each read in `reads`.
     pub fn new(client: Client, reads: Counter) -> Self {
@@ -114,14 +127,15 @@ impl Secrets {
     fn entry(&self, id: Id) -> Entry {
         let mut read = self.lock();
         if read.entries.len() >= (2 * read.swept_at).max(64) {
-            read.entries.retain(|_, entry| match entry.try_lock() {
-                Ok(held) => held.as_ref().is_some_and(|(at, data)| at.elapsed() < ttl(data)),
-                // Being read: kept.
-                Err(_) => true,
-            });
-            read.swept_at = read.entries.len();
+            read.sweep();
         }
         read.entries.entry(id).or_default().clone()
+    }
+
+    /// Drops the values past their time, which the next use reads again
+    /// anyway, so Destinations nothing calls hold none.
+    pub fn sweep(&self) {
+        self.lock().sweep();
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Read> {

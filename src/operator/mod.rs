@@ -23,6 +23,7 @@ use crate::delivery::slots::Slots;
 use crate::destination::credentials::Credentials;
 use crate::destination::forget::Forget;
 use crate::destination::reconciler as destinations;
+use crate::destination::secrets;
 use crate::job::context::{Calls, Context};
 use crate::job::expire;
 use crate::job::plan::{self, Facts};
@@ -59,7 +60,7 @@ fn watch_destinations(
     client: &Client,
     namespace: Option<&str>,
     initial_list: InitialList,
-    mut forget: Forget,
+    (credentials, delivery): (Arc<Credentials>, Arc<Delivery>),
 ) -> (
     Store<Destination>,
     impl Stream<Item = Result<Destination, watcher::Error>> + Send + 'static,
@@ -69,12 +70,14 @@ fn watch_destinations(
         None => Api::all(client.clone()),
     };
     let (store, writer) = reflector::store();
+    // Forget sees each event before the cache, which still shows what it replaces.
+    let mut forget = Forget::new(credentials, delivery, store.clone());
     let config = initial_list.apply(watcher::Config::default().timeout(WATCH_TIMEOUT_SECONDS));
     let watch = watcher(api, config)
         .default_backoff()
         .modify(cache::slim_destination)
-        .reflect(writer)
         .inspect_ok(move |event| forget.observe(event))
+        .reflect(writer)
         .applied_objects();
     (store, watch)
 }
@@ -153,11 +156,12 @@ pub async fn run(
         delivery.clients.clone(),
         admin.metrics.credential_reads.clone(),
     ));
+    tokio::spawn(sweep_secret_values(credentials.clone()));
     let (destinations, destination_events) = watch_destinations(
         &clients.watch,
         settings.namespace.as_deref(),
         initial_list,
-        Forget::new(credentials.clone(), delivery.clone()),
+        (credentials.clone(), delivery.clone()),
     );
     let (destination_changes, changed_destinations) = tokio::sync::mpsc::unbounded_channel();
     let finished = Arc::new(Finished::default());
@@ -319,6 +323,17 @@ async fn mark_ready_when_synced(store: Store<PendingJob>, admin: Admin) {
             Ok(Err(error)) => return warn!(%error, "controller cache never synced"),
             Err(_) => {}
         }
+    }
+}
+
+/// Drops Secret values past their time every [`secrets::VALUE_TTL`]: a
+/// lock and a pass over the values held, no API request.
+async fn sweep_secret_values(credentials: Arc<Credentials>) {
+    let mut every = tokio::time::interval(secrets::VALUE_TTL);
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        every.tick().await;
+        credentials.secrets.sweep();
     }
 }
 

@@ -127,7 +127,7 @@ async fn record_call(
     key: &JobKey,
     uid: &str,
     base: &PendingJobStatus,
-    recorded: Option<DeadLetterStatus>,
+    recorded: Option<Box<DeadLetterStatus>>,
     mut resource_version: String,
 ) {
     let api = ctx.api(&key.0);

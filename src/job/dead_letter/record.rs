@@ -35,9 +35,8 @@ pub fn record(job: &PendingJob, status: &PendingJobStatus) -> serde_json::Value 
 /// The status after a dead-letter call with `outcome` that ended at `now`.
 pub fn recorded(status: &PendingJobStatus, outcome: &Outcome, now: Timestamp) -> PendingJobStatus {
     let mut next = status.clone();
-    let before = status.dead_letter.clone().unwrap_or_default();
-    let attempts = before.attempts.saturating_add(1);
-    next.dead_letter = Some(match outcome {
+    let attempts = status.dead_letter.as_ref().map_or(0, |d| d.attempts).saturating_add(1);
+    next.dead_letter = Some(Box::new(match outcome {
         Outcome::Delivered { .. } => DeadLetterStatus {
             delivered: true,
             attempts,
@@ -56,7 +55,7 @@ pub fn recorded(status: &PendingJobStatus, outcome: &Outcome, now: Timestamp) ->
                 next_attempt_time: Some(MicroTime(now.saturating_add(delay).unwrap_or(Timestamp::MAX))),
             }
         }
-    });
+    }));
     next
 }
 

@@ -191,11 +191,11 @@ pub fn amend(status: &PendingJobStatus, change: &Amend, now: Timestamp) -> Pendi
     };
     match change {
         Amend::Redrive(value) => {
-            next.redrive = Some(Redrive {
+            next.redrive = Some(Box::new(Redrive {
                 value: value.clone(),
                 time: MicroTime(transitions::ceil_to_micros(now)),
                 attempts: status.attempts,
-            });
+            }));
             next.next_retry_time = None;
             next.suspended_seconds = 0;
             if next.phase != Phase::Suspended {

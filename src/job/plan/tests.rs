@@ -278,10 +278,10 @@ fn only_finished_jobs_with_nothing_owed_are_settled() {
         ..Facts::plain(&failed)
     };
     let mut sent = failed.clone();
-    sent.dead_letter = Some(crate::api::DeadLetterStatus {
+    sent.dead_letter = Some(Box::new(crate::api::DeadLetterStatus {
         delivered: true,
         ..Default::default()
-    });
+    }));
     let delivered = Facts {
         dead_letter: true,
         ..Facts::plain(&sent)
