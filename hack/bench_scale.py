@@ -88,6 +88,13 @@ def first_calls(b, proxy, ns, api2, bodies):
     return samples
 
 
+def rss_mib(pid):
+    for line in open(f"/proc/{pid}/status"):
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
 def peak_rss_mib(pid):
     for line in open(f"/proc/{pid}/status"):
         if line.startswith("VmHWM:"):
@@ -173,6 +180,9 @@ def run(b):
     settle(b, ns, "the probes' writes to end")
 
     idle = quiet_minute(b, operator.child.pid, operator)
+    rss_after = operator.rss_mib()
+    print(f"memory: after the quiet minute (Secret values past their 30 s swept): RSS {rss_after:.1f} MiB, "
+          f"{(rss_after - before) * MIB / destinations:.0f} bytes per Destination")
     b.stop(operator.child)
     baseline = quiet_minute(b)
     # What the operator touches; the API server's own watches restart too.
@@ -195,6 +205,9 @@ def run(b):
                     "--admin-listen", "127.0.0.1:0", "--leader-election=false", *b.DRAIN_CALLS)
     b.wait("the due job's first call", 900, lambda: due.stats()["totalRequests"] >= 1, every=0.05)
     first = time.time() - started
+    time.sleep(5)
+    rss, peak = rss_mib(child.pid), peak_rss_mib(child.pid)
     b.stop(child)
     print(f"start-up: process start to the first call of a job already due {first:.1f} s with {N + probes + 1} jobs; "
-          f"a bare paged list of them {list_seconds:.1f} s ({listed.strip()}): ratio {first / list_seconds:.2f}")
+          f"a bare paged list of them {list_seconds:.1f} s ({listed.strip()}): ratio {first / list_seconds:.2f}; "
+          f"RSS {rss:.1f} MiB 5 s after, {peak:.1f} MiB at most")

@@ -133,9 +133,12 @@ impl Secrets {
     }
 
     /// Drops the values past their time, which the next use reads again
-    /// anyway, so Destinations nothing calls hold none.
-    pub fn sweep(&self) {
-        self.lock().sweep();
+    /// anyway, so Destinations nothing calls hold none; returns how many.
+    pub fn sweep(&self) -> usize {
+        let mut read = self.lock();
+        let before = read.entries.len();
+        read.sweep();
+        before - read.entries.len()
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Read> {

@@ -36,7 +36,7 @@ use crate::observe::metrics::Metrics;
 use crate::store::cache::{self, JobCache};
 use crate::store::finished::Finished;
 use crate::store::listing::InitialList;
-use crate::store::payloads::Payloads;
+use crate::store::payloads::{self, Payloads};
 use clients::Clients;
 
 /// Reconciles at once; each only decides and starts a task, so this bounds
@@ -225,8 +225,14 @@ pub async fn run(
             let ctx = ctx.clone();
             move |event| {
                 ctx.freshness.observe(event);
-                if let watcher::Event::Delete(job) = event {
-                    ctx.forget_deleted(&job.namespace().unwrap_or_default(), &job.name_any());
+                match event {
+                    watcher::Event::Delete(job) => {
+                        ctx.forget_deleted(&job.namespace().unwrap_or_default(), &job.name_any());
+                    }
+                    // A list parses every job whole, most of them finished and
+                    // kept compact after: give the pages it left back.
+                    watcher::Event::InitDone => payloads::release_freed_memory(),
+                    _ => {}
                 }
             }
         })
@@ -327,13 +333,17 @@ async fn mark_ready_when_synced(store: Store<PendingJob>, admin: Admin) {
 }
 
 /// Drops Secret values past their time every [`secrets::VALUE_TTL`]: a
-/// lock and a pass over the values held, no API request.
+/// lock and a pass over the values held, no API request. Many small values
+/// dropped at once leave pages the allocator keeps unless told.
 async fn sweep_secret_values(credentials: Arc<Credentials>) {
+    const MANY: usize = 1_000;
     let mut every = tokio::time::interval(secrets::VALUE_TTL);
     every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         every.tick().await;
-        credentials.secrets.sweep();
+        if credentials.secrets.sweep() >= MANY {
+            payloads::release_freed_memory();
+        }
     }
 }
 

@@ -143,7 +143,7 @@ fn release_due(high_water: usize, bytes: usize) -> bool {
 const RELEASE_AFTER: usize = 1 << 20;
 
 /// Returns the allocator's free pages to the system (glibc's `malloc_trim`).
-fn release_freed_memory() {
+pub fn release_freed_memory() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     // SAFETY: malloc_trim only walks the allocator's own free lists.
     unsafe {
