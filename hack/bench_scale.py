@@ -88,16 +88,10 @@ def first_calls(b, proxy, ns, api2, bodies):
     return samples
 
 
-def rss_mib(pid):
+def status_mib(pid, field):
+    """A memory line of /proc/PID/status (VmRSS, VmHWM: the peak), in MiB."""
     for line in open(f"/proc/{pid}/status"):
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
-
-
-def peak_rss_mib(pid):
-    for line in open(f"/proc/{pid}/status"):
-        if line.startswith("VmHWM:"):
+        if line.startswith(f"{field}:"):
             return int(line.split()[1]) / 1024
     return float("nan")
 
@@ -125,7 +119,7 @@ def run(b):
         b.wait(f"{upto} jobs to succeed", 1800, lambda: operator.succeeded() >= upto, every=1)
         settle(b, ns, "the delivered jobs' writes to end")
         rows.append((upto, operator.rss_mib()))
-    drain_peak = peak_rss_mib(operator.child.pid)
+    drain_peak = status_mib(operator.child.pid, "VmHWM")
     for count, rss in rows:
         print(f"memory: {count} finished jobs: RSS {rss:.1f} MiB, {(rss - idle_rss) * MIB / count:.0f} bytes each")
     print(f"memory: {delivered} delivered in {time.time() - started:.0f} s (created as they went), "
@@ -206,7 +200,7 @@ def run(b):
     b.wait("the due job's first call", 900, lambda: due.stats()["totalRequests"] >= 1, every=0.05)
     first = time.time() - started
     time.sleep(5)
-    rss, peak = rss_mib(child.pid), peak_rss_mib(child.pid)
+    rss, peak = status_mib(child.pid, "VmRSS"), status_mib(child.pid, "VmHWM")
     b.stop(child)
     print(f"start-up: process start to the first call of a job already due {first:.1f} s with {N + probes + 1} jobs; "
           f"a bare paged list of them {list_seconds:.1f} s ({listed.strip()}): ratio {first / list_seconds:.2f}; "

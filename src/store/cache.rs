@@ -39,21 +39,15 @@ pub const MAX_RETRY_VALUE: usize = 253;
 
 /// Drops from `job` what no decision reads.
 pub fn slim(job: &mut PendingJob) {
-    let meta = std::mem::take(&mut job.metadata);
+    let mut meta = std::mem::take(&mut job.metadata);
     let retry = meta
         .annotations
+        .take()
         .and_then(|mut annotations| annotations.remove(RETRY_ANNOTATION))
         .map(|value| bounded(&value));
     job.metadata = ObjectMeta {
-        name: meta.name,
-        namespace: meta.namespace,
-        uid: meta.uid,
-        resource_version: meta.resource_version,
-        generation: meta.generation,
-        creation_timestamp: meta.creation_timestamp,
-        deletion_timestamp: meta.deletion_timestamp,
         annotations: retry.map(|value| BTreeMap::from([(RETRY_ANNOTATION.to_owned(), value)])),
-        ..ObjectMeta::default()
+        ..read_metadata(meta)
     };
     job.spec.payload = None;
     job.spec.target.headers.clear();
@@ -68,8 +62,13 @@ pub fn slim(job: &mut PendingJob) {
 /// with `kubectl apply` would otherwise each keep a second copy of their
 /// spec in an annotation.
 pub fn slim_destination(destination: &mut Destination) {
-    let meta = std::mem::take(&mut destination.metadata);
-    destination.metadata = ObjectMeta {
+    destination.metadata = read_metadata(std::mem::take(&mut destination.metadata));
+}
+
+/// The metadata the operator reads of any object: name, namespace, uid,
+/// resourceVersion, generation, creation and deletion times.
+fn read_metadata(meta: ObjectMeta) -> ObjectMeta {
+    ObjectMeta {
         name: meta.name,
         namespace: meta.namespace,
         uid: meta.uid,
@@ -78,7 +77,7 @@ pub fn slim_destination(destination: &mut Destination) {
         creation_timestamp: meta.creation_timestamp,
         deletion_timestamp: meta.deletion_timestamp,
         ..ObjectMeta::default()
-    };
+    }
 }
 
 /// `value`, or `sha256:<hex>` of it when it is longer than [`MAX_RETRY_VALUE`].
