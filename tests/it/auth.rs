@@ -9,7 +9,7 @@ use pendingjob_operator::api::Phase;
 use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair};
 use serde_json::json;
 
-use crate::destinations::{apply_json, assert_no_leaks, destination, job_to, ready, secret};
+use crate::destinations::{apply_json, assert_no_leaks, basic_secret, destination, job_to, ready, secret};
 use crate::jobs::{SOON, setup, status, wait_status};
 use crate::processes::{MockApi2, Operator};
 use crate::support::{TestEnv, unique_name, wait_until};
@@ -42,14 +42,7 @@ async fn the_target_accepts_bearer_and_basic_credentials_from_secrets_and_refuse
         &env,
         &secret("token", "Opaque", json!({"token": TOKEN, "stale": "tok-old"})),
     );
-    apply_json(
-        &env,
-        &secret(
-            "basic",
-            "kubernetes.io/basic-auth",
-            json!({"username": "shop", "password": PASSWORD}),
-        ),
-    );
+    apply_json(&env, &basic_secret(PASSWORD));
     let bearer_from = |key: &str| json!({"bearerToken": {"secretKeyRef": {"name": "token", "key": key}}});
     apply_json(
         &env,

@@ -36,6 +36,15 @@ pub(crate) fn secret(name: &str, type_: &str, data: serde_json::Value) -> serde_
     json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": name}, "type": type_, "stringData": data})
 }
 
+/// The basic-auth Secret `basic` of user `shop`, with `password`.
+pub(crate) fn basic_secret(password: &str) -> serde_json::Value {
+    secret(
+        "basic",
+        "kubernetes.io/basic-auth",
+        json!({"username": "shop", "password": password}),
+    )
+}
+
 pub(crate) fn destination(name: &str, spec: serde_json::Value) -> serde_json::Value {
     json!({"apiVersion": "pendingjob.dev/v1alpha1", "kind": "Destination", "metadata": {"name": name}, "spec": spec})
 }
@@ -65,14 +74,7 @@ async fn credentials_from_secrets_reach_the_target_and_never_leak() {
         &env,
         &secret("api", "Opaque", json!({"token": TOKEN, "api-key": API_KEY})),
     );
-    apply_json(
-        &env,
-        &secret(
-            "basic",
-            "kubernetes.io/basic-auth",
-            json!({"username": "shop", "password": PASSWORD}),
-        ),
-    );
+    apply_json(&env, &basic_secret(PASSWORD));
     apply_json(
         &env,
         &destination(

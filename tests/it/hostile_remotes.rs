@@ -13,7 +13,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
-use crate::destinations::{apply_json, assert_no_leaks, destination, job_to, ready, secret};
+use crate::destinations::{apply_json, assert_no_leaks, basic_secret, destination, job_to, ready, secret};
 use crate::jobs::{SOON, setup, status};
 use crate::processes::Operator;
 use crate::support::{TestEnv, wait_until};
@@ -198,14 +198,7 @@ async fn credentials_a_target_echoes_back_are_never_recorded() {
     let (url, _server) = echoing_target().await;
     let operator = Operator::start(&env.namespace, &[]);
     apply_json(&env, &secret("api", "Opaque", json!({"token": TOKEN, "key": KEY})));
-    apply_json(
-        &env,
-        &secret(
-            "basic",
-            "kubernetes.io/basic-auth",
-            json!({"username": "shop", "password": PASSWORD}),
-        ),
-    );
+    apply_json(&env, &basic_secret(PASSWORD));
     let from = |key: &str| json!({"secretKeyRef": {"name": "api", "key": key}});
     apply_json(
         &env,
