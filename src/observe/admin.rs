@@ -8,12 +8,10 @@ use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
 use axum::routing::get;
-use kube::runtime::reflector::Store;
 
 use super::gauges;
 use super::metrics::Metrics;
-use crate::api::PendingJob;
-use crate::store::finished::Finished;
+use crate::store::cache::JobCache;
 
 /// What the admin endpoints report on; shared with the controller.
 #[derive(Clone, Default)]
@@ -21,7 +19,7 @@ pub struct Admin {
     /// The operator's metrics.
     pub metrics: Arc<Metrics>,
     ready: Arc<AtomicBool>,
-    jobs: Arc<OnceLock<(Store<PendingJob>, Arc<Finished>)>>,
+    jobs: Arc<OnceLock<JobCache>>,
 }
 
 impl Admin {
@@ -30,10 +28,10 @@ impl Admin {
         self.ready.store(ready, Ordering::Release);
     }
 
-    /// Gives `/metrics` the controller's cache and the finished jobs kept
-    /// apart from it, to count jobs by phase.
-    pub fn set_store(&self, store: Store<PendingJob>, finished: Arc<Finished>) {
-        let _ = self.jobs.set((store, finished));
+    /// Gives `/metrics` the controller's cache and the jobs kept apart
+    /// from it, to count jobs by phase.
+    pub fn set_store(&self, cache: JobCache) {
+        let _ = self.jobs.set(cache);
     }
 
     /// The routes.
@@ -55,14 +53,14 @@ async fn readyz(State(admin): State<Admin>) -> impl IntoResponse {
 }
 
 async fn metrics(State(admin): State<Admin>) -> impl IntoResponse {
-    if let Some((store, finished)) = admin.jobs.get() {
+    if let Some(cache) = admin.jobs.get() {
         // Only the leader reports job gauges: summed over replicas, each
         // job then counts once.
         let leading = admin.metrics.leader.get() == 1;
         let gauges = leading.then(|| {
-            let jobs = store.state();
+            let jobs = cache.store.state();
             let mut gauges = gauges::job_gauges(jobs.iter().map(AsRef::as_ref), jiff::Timestamp::now());
-            for (key, count) in finished.counts() {
+            for (key, count) in cache.finished.counts().into_iter().chain(cache.parked.counts()) {
                 *gauges.by_phase.entry(key).or_default() += count;
             }
             gauges

@@ -36,6 +36,7 @@ use crate::observe::metrics::Metrics;
 use crate::store::cache::{self, JobCache};
 use crate::store::finished::Finished;
 use crate::store::listing::InitialList;
+use crate::store::parked::{self, Parked};
 use crate::store::payloads::{self, Payloads};
 use clients::Clients;
 
@@ -165,9 +166,11 @@ pub async fn run(
     );
     let (destination_changes, changed_destinations) = tokio::sync::mpsc::unbounded_channel();
     let finished = Arc::new(Finished::default());
+    let parked = Arc::new(Parked::default());
     let cache = JobCache {
         store: store.clone(),
         finished: finished.clone(),
+        parked: parked.clone(),
         payloads: payloads.clone(),
         destinations: destinations.clone(),
     };
@@ -211,22 +214,31 @@ pub async fn run(
         }
         settled
     };
-    let jobs = watcher(api, watch)
+    let waits = move |job: &PendingJob| {
+        let status = job.status.clone().unwrap_or_default();
+        let waits = plan::waits(&Facts::of(job, &status, default_ttl), jiff::Timestamp::now());
+        if let Some(due) = waits {
+            let (namespace, name) = (job.namespace().unwrap_or_default(), job.name_any());
+            debug!(%namespace, %name, decision = %"Parked", ?due, "waiting: kept apart until shortly before it is due");
+        }
+        waits
+    };
+    let watched = watcher(api, watch)
         .default_backoff()
         .map_ok(move |event| payloads.observe(event))
         // Finished jobs with nothing owed leave the cache for the compact store.
-        .try_filter_map({
-            let finished = finished.clone();
-            move |event| std::future::ready(Ok(finished.observe(event, &settled)))
-        })
-        .modify(cache::slim)
+        .try_filter_map(move |event| std::future::ready(Ok(finished.observe(event, &settled))))
+        .modify(cache::slim);
+    // Jobs that wait long leave it too, until shortly before they are due.
+    let jobs = parked::stage(watched, parked.clone(), waits)
         .reflect(writer)
         .inspect_ok({
             let ctx = ctx.clone();
             move |event| {
                 ctx.freshness.observe(event);
                 match event {
-                    watcher::Event::Delete(job) => {
+                    // A job kept apart keeps what its next attempt must know.
+                    watcher::Event::Delete(job) if !parked.contains(job) => {
                         ctx.forget_deleted(&job.namespace().unwrap_or_default(), &job.name_any());
                     }
                     // A list parses every job whole, most of them finished and
@@ -238,7 +250,7 @@ pub async fn run(
         })
         .applied_objects();
     let controller = Controller::for_stream(jobs, store.clone()).with_config(config);
-    admin.set_store(store.clone(), finished);
+    admin.set_store(ctx.cache.clone());
     tokio::spawn(expire::run(ctx.clone()));
     tokio::spawn(mark_ready_when_synced(store, admin.clone()));
 

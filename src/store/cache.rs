@@ -17,16 +17,20 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::runtime::reflector::Store;
 
 use super::finished::Finished;
+use super::parked::Parked;
 use super::payloads::Payloads;
 use crate::api::{Destination, PendingJob, RETRY_ANNOTATION};
 
 /// The controller's cache: slim jobs, and the payloads of unfinished ones.
 #[derive(Clone)]
 pub struct JobCache {
-    /// The jobs, as [`slim`] leaves them, but those kept in `finished`.
+    /// The jobs, as [`slim`] leaves them, but those kept in `finished`
+    /// and `parked`.
     pub store: Store<PendingJob>,
     /// Finished jobs that need nothing but their deletion, kept compact.
     pub finished: Arc<Finished>,
+    /// Unfinished jobs that wait long, kept serialized.
+    pub parked: Arc<Parked>,
     /// Their payloads.
     pub payloads: Arc<Payloads>,
     /// The Destinations jobs refer to.

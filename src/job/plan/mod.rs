@@ -181,6 +181,22 @@ pub fn settled(facts: &Facts<'_>, now: Timestamp) -> Option<Option<Timestamp>> {
     }
 }
 
+/// Whether an unfinished job needs nothing but time, or a change of its
+/// own: `Some(Some(t))` for one next due at `t`, `Some(None)` for one
+/// suspended, `None` for one the controller must look at now (or a
+/// finished one). Such a job can wait outside the controller (see
+/// [`crate::store::parked`]).
+pub fn waits(facts: &Facts<'_>, now: Timestamp) -> Option<Option<Timestamp>> {
+    if facts.status.phase.is_terminal() {
+        return None;
+    }
+    match decide(facts, now) {
+        Decision::Wait(remaining) => Some(Some(after(now, remaining))),
+        Decision::Idle => Some(None),
+        Decision::Attempt | Decision::Delete | Decision::Amend(_) | Decision::DeadLetter => None,
+    }
+}
+
 /// The status `amend` makes of `status` at `now`.
 pub fn amend(status: &PendingJobStatus, change: &Amend, now: Timestamp) -> PendingJobStatus {
     let mut next = status.clone();

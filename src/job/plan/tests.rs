@@ -300,3 +300,52 @@ fn only_finished_jobs_with_nothing_owed_are_settled() {
         assert_eq!(settled(&facts, at(0)), expected, "{what}");
     }
 }
+
+#[test]
+fn only_unfinished_jobs_waiting_on_time_or_a_change_wait_outside() {
+    let retrying = status(Phase::Retrying, 1, Some(600));
+    let due = status(Phase::Retrying, 1, Some(-1));
+    let pending = status(Phase::Pending, 0, None);
+    let scheduled = PendingJobStatus {
+        next_retry_time: Some(MicroTime(at(3600))),
+        ..pending.clone()
+    };
+    let suspended = status(Phase::Suspended, 1, Some(600));
+    let done = finished(Phase::Succeeded, -5);
+    let later = Facts {
+        not_before: Some(at(3600)),
+        ..Facts::plain(&scheduled)
+    };
+    let not_yet_shown = Facts {
+        not_before: Some(at(3600)),
+        ..Facts::plain(&pending)
+    };
+    let redriven = Facts {
+        retry_request: Some("v1"),
+        ..Facts::plain(&retrying)
+    };
+    let resumed = Facts::plain(&suspended);
+    let held = Facts {
+        suspend: true,
+        ..Facts::plain(&suspended)
+    };
+    let past_deadline = Facts {
+        max_retry_duration: Some(secs(60)),
+        created: at(-120),
+        ..Facts::plain(&retrying)
+    };
+    let table: [(&str, Facts<'_>, Option<Option<Timestamp>>); 9] = [
+        ("backing off", Facts::plain(&retrying), Some(Some(at(600)))),
+        ("scheduled and shown", later, Some(Some(at(3600)))),
+        ("suspended", held, Some(None)),
+        ("due now", Facts::plain(&due), None),
+        ("its schedule still to be shown", not_yet_shown, None),
+        ("a redrive to act on", redriven, None),
+        ("to be resumed", resumed, None),
+        ("its deadline passed", past_deadline, None),
+        ("finished", Facts::plain(&done), None),
+    ];
+    for (what, facts, expected) in table {
+        assert_eq!(waits(&facts, at(0)), expected, "{what}");
+    }
+}

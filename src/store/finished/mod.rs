@@ -288,7 +288,7 @@ fn compact(job: &PendingJob, settled: Settled<'_>, list: u32) -> Option<Entry> {
 
 /// A uid in the API server's spelling (lowercase, hyphenated UUID) as a
 /// number; `None` for any other spelling.
-fn parse_uid(uid: &str) -> Option<u128> {
+pub(super) fn parse_uid(uid: &str) -> Option<u128> {
     let hex: String = uid.chars().filter(|c| *c != '-').collect();
     let value = u128::from_str_radix(&hex, 16).ok()?;
     (hex.len() == 32 && uid_string(value) == uid).then_some(value)

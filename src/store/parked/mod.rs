@@ -1,0 +1,334 @@
+//! Unfinished jobs with nothing to do for a while: kept serialized, apart
+//! from the controller's cache, until shortly before they are due.
+//!
+//! A job scheduled an hour ahead, retrying after a long backoff, or
+//! suspended needs nothing until a time, or until it changes. The cache
+//! would hold it as a whole object, with the controller's keys and timers
+//! beside it, several times its JSON. Such a job leaves the cache and is
+//! kept here as its slim JSON (what [`super::cache::slim`] leaves) and its
+//! wake-up time: [`LEAD`] before it is due, it goes back to the cache as it
+//! was watched, and the controller takes it from there. Its payload stays
+//! in [`super::payloads`], since it has a call to make.
+//!
+//! Invariants:
+//! - A job is either here or in the controller's cache, never both:
+//!   [`Parked::observe`] turns the watch event of a job it keeps into a
+//!   delete for the cache, and a job that goes back leaves here first.
+//! - Every event reaches the cache through one stage ([`stage`]), in order:
+//!   a job that wakes is handed back between two watch events, never
+//!   during a list (the cache would drop it with the list's end), so a
+//!   newer watched version can never be overwritten by the one kept here.
+//! - A job is kept only when its JSON reads back as the very object seen,
+//!   so what goes back is what was watched.
+//! - A job deleted, changed to need the controller, or missing from a
+//!   relist, leaves at once.
+
+use std::collections::{BTreeSet, HashMap, HashSet};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+
+use futures::{Stream, StreamExt};
+use jiff::Timestamp;
+use kube::ResourceExt;
+use kube::runtime::watcher::{self, Event};
+use tokio::sync::Notify;
+use tracing::warn;
+
+use super::finished::parse_uid;
+use crate::api::{PendingJob, Phase};
+
+/// How long before it is due a kept job goes back to the controller's
+/// cache; a job due sooner than this is never kept.
+pub const LEAD: Duration = Duration::from_secs(30);
+
+/// What decides whether an unfinished job can wait here: `None` when it
+/// needs the controller, else `Some` of when it is next due, if ever
+/// without a change.
+pub type Waits<'a> = &'a dyn Fn(&PendingJob) -> Option<Option<Timestamp>>;
+
+/// A kept job.
+#[derive(Debug)]
+struct Entry {
+    namespace: Arc<str>,
+    phase: Phase,
+    /// Milliseconds since the epoch at which it goes back; `i64::MAX` for never.
+    wake_at: i64,
+    /// The list that last showed it.
+    listed: u32,
+    /// Its slim JSON.
+    job: Box<[u8]>,
+}
+
+#[derive(Default)]
+struct Inner {
+    /// By uid.
+    jobs: HashMap<u128, Entry>,
+    /// `(wake_at, uid)` of those with a wake-up time.
+    waking: BTreeSet<(i64, u128)>,
+    /// The namespaces entries name, each once.
+    namespaces: HashSet<Arc<str>>,
+    /// The current list, counted from 1; 0 before any.
+    list: u32,
+    /// Whether a list is under way.
+    listing: bool,
+}
+
+/// The store of unfinished jobs that wait.
+#[derive(Default)]
+pub struct Parked {
+    inner: Mutex<Inner>,
+    /// Told when the next wake-up comes sooner than it did, or a list ended.
+    sooner: Notify,
+}
+
+impl Parked {
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Takes in one watch event: keeps the job when `waits` says it waits
+    /// past [`LEAD`] from `now`, and returns the event the controller's
+    /// cache should see instead (a delete for a job kept here; nothing for
+    /// one listed), or the event itself.
+    pub fn observe(&self, event: Event<PendingJob>, waits: Waits<'_>, now: Timestamp) -> Option<Event<PendingJob>> {
+        let mut inner = self.lock();
+        let next = inner.next_at();
+        let seen = inner.apply(event, waits, now);
+        if inner.next_at() < next {
+            self.sooner.notify_one();
+        }
+        seen
+    }
+
+    /// The jobs whose time has come at `now`, as watch events for the
+    /// cache; none while a list is under way.
+    pub fn wake(&self, now: Timestamp) -> Vec<Event<PendingJob>> {
+        let mut inner = self.lock();
+        if inner.listing {
+            return Vec::new();
+        }
+        let mut woken = Vec::new();
+        while let Some(&(at, uid)) = inner.waking.first()
+            && at <= now.as_millisecond()
+        {
+            inner.waking.pop_first();
+            if let Some(entry) = inner.jobs.remove(&uid) {
+                match serde_json::from_slice(&entry.job) {
+                    Ok(job) => woken.push(Event::Apply(job)),
+                    // Never so: it was kept only once it read back.
+                    Err(error) => warn!(%error, namespace = %entry.namespace, "a kept job did not read back"),
+                }
+            }
+        }
+        woken
+    }
+
+    /// Resolves when a kept job may be due to wake: at the earliest
+    /// wake-up time, or when that came sooner, or when a list ended.
+    pub async fn next_wake(&self) {
+        let at = self.lock().next_at();
+        let sleep = async {
+            if at == i64::MAX {
+                return std::future::pending().await;
+            }
+            let wait = Timestamp::now().duration_until(Timestamp::from_millisecond(at).unwrap_or(Timestamp::MAX));
+            tokio::time::sleep(Duration::try_from(wait).unwrap_or_default()).await;
+        };
+        tokio::select! {
+            () = sleep => {}
+            () = self.sooner.notified() => {}
+        }
+    }
+
+    /// Whether `job` is kept here.
+    pub fn contains(&self, job: &PendingJob) -> bool {
+        let uid = job.uid().and_then(|uid| parse_uid(&uid));
+        uid.is_some_and(|uid| self.lock().jobs.contains_key(&uid))
+    }
+
+    /// How many jobs are kept, by namespace and phase.
+    pub fn counts(&self) -> HashMap<(String, Phase), i64> {
+        let mut counts = HashMap::new();
+        for entry in self.lock().jobs.values() {
+            *counts.entry((entry.namespace.to_string(), entry.phase)).or_default() += 1;
+        }
+        counts
+    }
+
+    /// How many jobs are kept.
+    pub fn len(&self) -> usize {
+        self.lock().jobs.len()
+    }
+
+    /// Whether none is.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+impl Inner {
+    /// When the next job wakes; `i64::MAX` for none, or while listing.
+    fn next_at(&self) -> i64 {
+        match self.waking.first() {
+            Some((at, _)) if !self.listing => *at,
+            _ => i64::MAX,
+        }
+    }
+
+    fn apply(&mut self, event: Event<PendingJob>, waits: Waits<'_>, now: Timestamp) -> Option<Event<PendingJob>> {
+        match event {
+            Event::Apply(job) => {
+                if self.keep(&job, waits, now) {
+                    Some(Event::Delete(job))
+                } else {
+                    Some(Event::Apply(job))
+                }
+            }
+            Event::Delete(job) => {
+                self.remove(&job);
+                Some(Event::Delete(job))
+            }
+            Event::Init => {
+                self.list += 1;
+                self.listing = true;
+                Some(Event::Init)
+            }
+            Event::InitApply(job) => (!self.keep(&job, waits, now)).then_some(Event::InitApply(job)),
+            Event::InitDone => {
+                self.listing = false;
+                self.forget_unlisted();
+                Some(Event::InitDone)
+            }
+        }
+    }
+
+    /// Keeps `job` when it waits long enough and reads back; otherwise
+    /// makes sure it is not kept. Whether it is kept.
+    fn keep(&mut self, job: &PendingJob, waits: Waits<'_>, now: Timestamp) -> bool {
+        let Some(uid) = job.uid().and_then(|uid| parse_uid(&uid)) else {
+            return false;
+        };
+        self.remove_uid(uid);
+        let Some(wake_at) = wake_at(job, waits, now) else {
+            return false;
+        };
+        let Some(bytes) = serde_json::to_vec(job).ok().filter(|bytes| reads_back(bytes, job)) else {
+            return false;
+        };
+        let namespace = job.namespace().unwrap_or_default();
+        let namespace = match self.namespaces.get(namespace.as_str()) {
+            Some(known) => known.clone(),
+            None => {
+                let new: Arc<str> = namespace.into();
+                self.namespaces.insert(new.clone());
+                new
+            }
+        };
+        let entry = Entry {
+            namespace,
+            phase: job.status.as_ref().map(|s| s.phase).unwrap_or_default(),
+            wake_at,
+            listed: self.list,
+            job: bytes.into_boxed_slice(),
+        };
+        if wake_at != i64::MAX {
+            self.waking.insert((wake_at, uid));
+        }
+        self.jobs.insert(uid, entry);
+        true
+    }
+
+    fn remove(&mut self, job: &PendingJob) {
+        if let Some(uid) = job.uid().and_then(|uid| parse_uid(&uid)) {
+            self.remove_uid(uid);
+        }
+    }
+
+    fn remove_uid(&mut self, uid: u128) {
+        if let Some(old) = self.jobs.remove(&uid)
+            && old.wake_at != i64::MAX
+        {
+            self.waking.remove(&(old.wake_at, uid));
+        }
+    }
+
+    fn forget_unlisted(&mut self) {
+        let (list, waking) = (self.list, &mut self.waking);
+        self.jobs.retain(|uid, entry| {
+            let listed = entry.listed == list;
+            if !listed && entry.wake_at != i64::MAX {
+                waking.remove(&(entry.wake_at, *uid));
+            }
+            listed
+        });
+        self.jobs.shrink_to_fit();
+        self.namespaces.retain(|namespace| Arc::strong_count(namespace) > 1);
+        self.namespaces.shrink_to_fit();
+    }
+}
+
+/// When `job` goes back to the cache, in milliseconds since the epoch
+/// (`i64::MAX` for never without a change), if it can wait here at all.
+fn wake_at(job: &PendingJob, waits: Waits<'_>, now: Timestamp) -> Option<i64> {
+    let Some(due) = waits(job)? else {
+        return Some(i64::MAX);
+    };
+    let lead = jiff::SignedDuration::try_from(LEAD).ok()?;
+    let wake = due.checked_sub(lead).ok()?;
+    (wake > now).then(|| wake.as_millisecond())
+}
+
+/// Whether `bytes` read back as `job`.
+fn reads_back(bytes: &[u8], job: &PendingJob) -> bool {
+    serde_json::from_slice::<PendingJob>(bytes)
+        .is_ok_and(|back| back.metadata == job.metadata && back.spec == job.spec && back.status == job.status)
+}
+
+/// An input of [`stage`]: a watch event, or a look at what is due.
+enum Input {
+    Watched(Result<Event<PendingJob>, watcher::Error>),
+    Wake,
+    End,
+}
+
+/// The watch `events` as the controller's cache should see them: jobs
+/// that `waits` says can wait are kept in `parked`, and handed back as
+/// `Apply` events when they wake. Ends when `events` ends.
+pub fn stage<S, W>(
+    events: S,
+    parked: Arc<Parked>,
+    waits: W,
+) -> impl Stream<Item = Result<Event<PendingJob>, watcher::Error>> + Send + 'static
+where
+    S: Stream<Item = Result<Event<PendingJob>, watcher::Error>> + Send + 'static,
+    W: Fn(&PendingJob) -> Option<Option<Timestamp>> + Send + 'static,
+{
+    let wakes = futures::stream::unfold(parked.clone(), |parked| async move {
+        parked.next_wake().await;
+        Some((Input::Wake, parked))
+    });
+    let watched = events
+        .map(Input::Watched)
+        .chain(futures::stream::once(async { Input::End }));
+    futures::stream::select(watched, wakes)
+        .take_while(|input| std::future::ready(!matches!(input, Input::End)))
+        .flat_map(move |input| {
+            let now = Timestamp::now();
+            let out: Vec<_> = match input {
+                Input::Watched(Ok(event)) => {
+                    let list_done = matches!(event, Event::InitDone);
+                    let seen = parked.observe(event, &waits, now);
+                    // Those that came due during the list go back after it.
+                    let woken = if list_done { parked.wake(now) } else { Vec::new() };
+                    seen.into_iter().chain(woken).map(Ok).collect()
+                }
+                Input::Watched(Err(error)) => vec![Err(error)],
+                Input::Wake => parked.wake(now).into_iter().map(Ok).collect(),
+                Input::End => Vec::new(),
+            };
+            futures::stream::iter(out)
+        })
+}
+
+#[cfg(test)]
+mod tests;
