@@ -44,6 +44,8 @@ use serde::{Deserialize, Serialize};
     printcolumn(name = "Suspended", type_ = "boolean", json_path = ".spec.suspend"),
     printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
 )]
+// The rare options are boxed: 10,000 cached Destinations each hold the
+// spec inline, most with no TLS or OAuth2 settings.
 #[serde(rename_all = "camelCase")]
 pub struct DestinationSpec {
     /// Base http:// or https:// URL; a job's `target.path` is appended to it.
@@ -61,7 +63,7 @@ pub struct DestinationSpec {
     pub auth: Option<Auth>,
     /// TLS settings for https:// URLs.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub tls: Option<Tls>,
+    pub tls: Option<Box<Tls>>,
     /// Most calls per second, with a burst.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rate_limit: Option<RateLimit>,
@@ -145,7 +147,7 @@ pub struct Auth {
     /// OAuth2 client credentials: a token from `tokenUrl`, kept until it
     /// expires and fetched again once on a 401.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub oauth2_client_credentials: Option<OAuth2ClientCredentials>,
+    pub oauth2_client_credentials: Option<Box<OAuth2ClientCredentials>>,
 }
 
 /// The OAuth2 client-credentials grant (RFC 6749 §4.4).

@@ -285,6 +285,8 @@ fn reads_back(bytes: &[u8], job: &PendingJob) -> bool {
 }
 
 /// An input of [`stage`]: a watch event, or a look at what is due.
+// One at a time is in flight: boxing the event would only add an allocation.
+#[allow(clippy::large_enum_variant)]
 enum Input {
     Watched(Result<Event<PendingJob>, watcher::Error>),
     Wake,
