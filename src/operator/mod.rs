@@ -216,12 +216,7 @@ pub async fn run(
     };
     let waits = move |job: &PendingJob| {
         let status = job.status.clone().unwrap_or_default();
-        let waits = plan::waits(&Facts::of(job, &status, default_ttl), jiff::Timestamp::now());
-        if let Some(due) = waits {
-            let (namespace, name) = (job.namespace().unwrap_or_default(), job.name_any());
-            debug!(%namespace, %name, decision = %"Parked", ?due, "waiting: kept apart until shortly before it is due");
-        }
-        waits
+        plan::waits(&Facts::of(job, &status, default_ttl), jiff::Timestamp::now())
     };
     let watched = watcher(api, watch)
         .default_backoff()

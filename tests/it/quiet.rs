@@ -1,7 +1,9 @@
 //! A large install at rest costs nothing, and its finished jobs still work
 //! from the compact store: 2,000 jobs (finished, failed and scheduled an
 //! hour ahead) and 200 Destinations with a Secret each. Properties only;
-//! `make bench`'s scale section measures the costs at 100,000.
+//! `make bench`'s scale section measures the costs at 100,000. Jobs that
+//! wait are kept apart from the controller's cache, and still called on
+//! time.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -114,6 +116,8 @@ async fn a_large_install_at_rest_writes_nothing_and_its_finished_jobs_still_work
     });
     create(&env, destinations.collect());
     let later = (jiff::Timestamp::now() + jiff::SignedDuration::from_hours(1)).to_string();
+    // Due after the lead with which a kept job goes back to the cache.
+    let soon = jiff::Timestamp::now() + jiff::SignedDuration::from_secs(60);
     let jobs = (0..DELIVERED)
         .map(|n| job(&format!("done-{n}"), json!({"target": {"url": api2.simulate_url()}, "payload": {"n": n}})))
         .chain((0..FAILED).map(|n| {
@@ -127,11 +131,15 @@ async fn a_large_install_at_rest_writes_nothing_and_its_finished_jobs_still_work
                 &format!("later-{n}"),
                 json!({"target": {"url": api2.simulate_url()}, "payload": {"n": n}, "notBefore": later}),
             )
-        }));
+        }))
+        .chain([job(
+            "soon-0",
+            json!({"target": {"url": api2.simulate_url()}, "payload": {"n": 0}, "notBefore": soon.to_string()}),
+        )]);
     create(&env, jobs.collect());
 
     let expected = BTreeMap::from([
-        (Phase::Pending, SCHEDULED),
+        (Phase::Pending, SCHEDULED + 1),
         (Phase::Succeeded, DELIVERED),
         (Phase::Failed, FAILED),
     ]);
@@ -192,6 +200,18 @@ async fn a_large_install_at_rest_writes_nothing_and_its_finished_jobs_still_work
         DELIVERED as f64,
         "the gauges count kept jobs"
     );
+    let parked = operator.log_lines("later-", "decision=Parked");
+    assert!(parked >= SCHEDULED, "{parked} scheduled jobs kept apart");
+    assert!(
+        operator.log_lines("soon-0", "decision=Parked") >= 1,
+        "a job due in a minute kept apart"
+    );
+    let pending = format!("pendingjob_jobs{{namespace=\"{}\",phase=\"Pending\"}}", env.namespace);
+    assert_eq!(
+        metric(&text, &pending),
+        (SCHEDULED + 1) as f64,
+        "the gauges count jobs kept apart"
+    );
 
     // A restart (a new leader) reads no Secret for Destinations shown Ready
     // and idle: they are not checked again until a job needs them.
@@ -206,6 +226,13 @@ async fn a_large_install_at_rest_writes_nothing_and_its_finished_jobs_still_work
         0.0,
         "Secret reads at start for Destinations nothing calls"
     );
+    // The list puts jobs that wait straight into their store: the
+    // controller never sees them.
+    wait_until("the scheduled jobs to be kept apart", SOON, || async {
+        (operator.log_lines("later-", "decision=Parked") >= SCHEDULED).then_some(())
+    })
+    .await;
+    assert_eq!(operator.log_lines("later-", "decided"), 0, "jobs kept apart reconciled");
 
     // A redrive of kept Failed jobs calls them again.
     refusing.toggle().await;
@@ -274,4 +301,13 @@ async fn a_large_install_at_rest_writes_nothing_and_its_finished_jobs_still_work
     .await;
     let text = scrape(&operator).await;
     assert_eq!(metric(&text, "pendingjob_ttl_deletions_total") - deletions, 20.0);
+
+    // The job kept apart went back before it was due, and was called on time.
+    let called = crate::jobs::wait_status(&env, "soon-0", "called at its notBefore", SOON * 4, |s| {
+        s.phase == Phase::Succeeded
+    })
+    .await;
+    let at = called.last_attempt_time.expect("an attempt time").0;
+    assert!(at >= soon, "called at {at}, before its notBefore {soon}");
+    assert_eq!(called.attempts, 1);
 }

@@ -146,8 +146,11 @@ pub fn decide(facts: &Facts<'_>, now: Timestamp) -> Decision {
         && let Some(not_before) = facts.not_before
         && not_before > now
     {
-        if status.next_retry_time.as_ref().map(|t| t.0) != Some(not_before) {
-            return Decision::Amend(Amend::Schedule(not_before));
+        // Status shows microseconds: a finer time is shown rounded up, and
+        // compared as shown, or every look would write it again.
+        let shown = transitions::ceil_to_micros(not_before);
+        if status.next_retry_time.as_ref().map(|t| t.0) != Some(shown) {
+            return Decision::Amend(Amend::Schedule(shown));
         }
         return Decision::Wait(until(not_before, now).unwrap_or_default());
     }

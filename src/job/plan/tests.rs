@@ -220,6 +220,23 @@ fn not_before_schedules_the_first_attempt_and_shows_it() {
         Decision::Attempt,
         "a past time holds nothing"
     );
+    // A time finer than status shows is shown rounded up, once.
+    let fine = Facts {
+        not_before: Some(at(3) + SignedDuration::from_nanos(1_500)),
+        ..Facts::plain(&pending)
+    };
+    let up = at(3) + SignedDuration::from_micros(2);
+    assert_eq!(decide(&fine, at(0)), Decision::Amend(Amend::Schedule(up)));
+    let shown = amend(&pending, &Amend::Schedule(up), at(0));
+    let fine = Facts { status: &shown, ..fine };
+    assert_eq!(
+        decide(&fine, at(0)),
+        Decision::Wait(secs(3) + Duration::from_nanos(1_500))
+    );
+    assert_eq!(
+        waits(&fine, at(0)),
+        Some(Some(at(3) + SignedDuration::from_nanos(1_500)))
+    );
 }
 
 #[test]

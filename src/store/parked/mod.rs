@@ -32,7 +32,7 @@ use jiff::Timestamp;
 use kube::ResourceExt;
 use kube::runtime::watcher::{self, Event};
 use tokio::sync::Notify;
-use tracing::warn;
+use tracing::{debug, warn};
 
 use super::finished::parse_uid;
 use crate::api::{PendingJob, Phase};
@@ -212,10 +212,11 @@ impl Inner {
         let Some(wake_at) = wake_at(job, waits, now) else {
             return false;
         };
-        let Some(bytes) = serde_json::to_vec(job).ok().filter(|bytes| reads_back(bytes, job)) else {
+        let Some(bytes) = to_json(job).filter(|bytes| reads_back(bytes, job)) else {
             return false;
         };
         let namespace = job.namespace().unwrap_or_default();
+        debug!(%namespace, name = %job.name_any(), decision = %"Parked", wake_at = %Wake(wake_at), "waiting: kept apart until shortly before it is due");
         let namespace = match self.namespaces.get(namespace.as_str()) {
             Some(known) => known.clone(),
             None => {
@@ -276,6 +277,28 @@ fn wake_at(job: &PendingJob, waits: Waits<'_>, now: Timestamp) -> Option<i64> {
     let lead = jiff::SignedDuration::try_from(LEAD).ok()?;
     let wake = due.checked_sub(lead).ok()?;
     (wake > now).then(|| wake.as_millisecond())
+}
+
+/// A wake-up time, for the log.
+struct Wake(i64);
+
+impl std::fmt::Display for Wake {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match Timestamp::from_millisecond(self.0) {
+            Ok(at) if self.0 != i64::MAX => at.fmt(f),
+            _ => f.write_str("on a change"),
+        }
+    }
+}
+
+/// `job` as JSON. `spec.notBefore` keeps its full precision: a `Time`
+/// writes whole seconds, and a job must never go back with an earlier one.
+fn to_json(job: &PendingJob) -> Option<Vec<u8>> {
+    let mut value = serde_json::to_value(job).ok()?;
+    if let Some(not_before) = &job.spec.not_before {
+        *value.get_mut("spec")?.get_mut("notBefore")? = not_before.0.to_string().into();
+    }
+    serde_json::to_vec(&value).ok()
 }
 
 /// Whether `bytes` read back as `job`.
