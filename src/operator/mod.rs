@@ -247,6 +247,10 @@ pub async fn run(
     let controller = Controller::for_stream(jobs, store.clone()).with_config(config);
     admin.set_store(ctx.cache.clone());
     tokio::spawn(expire::run(ctx.clone()));
+    tokio::spawn({
+        let parked = ctx.cache.parked.clone();
+        async move { parked.release_after_bursts().await }
+    });
     tokio::spawn(mark_ready_when_synced(store, admin.clone()));
 
     // Destinations: their Ready condition, written by the leader.

@@ -3,7 +3,8 @@
 //! ([`finished`]), unfinished jobs that wait long kept serialized apart
 //! from it ([`parked`]), the payloads of unfinished jobs within a byte
 //! budget ([`payloads`]), how the caches fill at start ([`listing`]), and how
-//! fresh a job must be before a call ([`freshness`]).
+//! fresh a job must be before a call ([`freshness`]); uids are kept as
+//! numbers ([`uid`]).
 //!
 //! Invariants:
 //! - A cached job keeps only what decisions and calls read; a payload that
@@ -24,3 +25,4 @@ pub mod freshness;
 pub mod listing;
 pub mod parked;
 pub mod payloads;
+pub mod uid;

@@ -26,6 +26,7 @@ use bytes::Bytes;
 use kube::ResourceExt;
 use kube::runtime::watcher::Event;
 
+use super::uid;
 use crate::api::PendingJob;
 
 /// What a job's call sends of its own: its body and its extra headers.
@@ -53,7 +54,7 @@ pub struct Payloads {
 
 #[derive(Debug, Default)]
 struct State {
-    by_uid: HashMap<String, Kept>,
+    by_uid: HashMap<u128, Kept>,
     bytes: usize,
     /// The most bytes held since memory was last given back.
     high_water: usize,
@@ -96,8 +97,8 @@ impl Payloads {
             Event::Delete(job) => {
                 job.spec.payload = None;
                 job.spec.target.headers.clear();
-                if let Some(uid) = job.uid() {
-                    state.remove(&uid);
+                if let Some(uid) = job.uid().and_then(|spelled| uid::parse(&spelled)) {
+                    state.remove(uid);
                 }
             }
             Event::Init => state.list += 1,
@@ -117,7 +118,7 @@ impl Payloads {
     pub fn request(&self, uid: &str, generation: Option<i64>) -> Option<Request> {
         self.state()
             .by_uid
-            .get(uid)
+            .get(&uid::parse(uid)?)
             .filter(|kept| kept.generation == generation)
             .map(|kept| kept.request.clone())
     }
@@ -155,8 +156,12 @@ impl State {
     fn keep(&mut self, job: &mut PendingJob, budget: usize, list: u64) {
         let payload = job.spec.payload.take();
         let headers = std::mem::take(&mut job.spec.target.headers);
-        let Some(uid) = job.uid() else { return };
-        self.remove(&uid);
+        // A uid the API server would not spell so is never kept: its job's
+        // payload is read at call time.
+        let Some(uid) = job.uid().and_then(|spelled| uid::parse(&spelled)) else {
+            return;
+        };
+        self.remove(uid);
         let finished = job.status.as_ref().is_some_and(|s| s.phase.is_terminal());
         if finished {
             return;
@@ -176,8 +181,8 @@ impl State {
         self.by_uid.insert(uid, kept);
     }
 
-    fn remove(&mut self, uid: &str) {
-        if let Some(kept) = self.by_uid.remove(uid) {
+    fn remove(&mut self, uid: u128) {
+        if let Some(kept) = self.by_uid.remove(&uid) {
             self.bytes -= kept.bytes();
         }
     }
@@ -210,10 +215,15 @@ mod tests {
     use super::*;
     use crate::api::{PendingJobStatus, Phase};
 
-    fn job(uid: &str, generation: i64, phase: Phase, payload: serde_json::Value) -> PendingJob {
+    /// The uid of the job named `name`, in the API server's spelling.
+    fn uid_of(name: &str) -> String {
+        uid::spell(u128::from(name.as_bytes()[0]))
+    }
+
+    fn job(name: &str, generation: i64, phase: Phase, payload: serde_json::Value) -> PendingJob {
         let mut job: PendingJob = serde_json::from_value(serde_json::json!({
             "apiVersion": "pendingjob.dev/v1alpha1", "kind": "PendingJob",
-            "metadata": {"name": uid, "namespace": "ns", "uid": uid, "generation": generation},
+            "metadata": {"name": name, "namespace": "ns", "uid": uid_of(name), "generation": generation},
             "spec": {"target": {"url": "http://api.example/x"}, "payload": payload},
         }))
         .expect("job");
@@ -224,8 +234,10 @@ mod tests {
         job
     }
 
-    fn body(payloads: &Payloads, uid: &str, generation: i64) -> Option<Option<Bytes>> {
-        payloads.request(uid, Some(generation)).map(|request| request.body)
+    fn body(payloads: &Payloads, name: &str, generation: i64) -> Option<Option<Bytes>> {
+        payloads
+            .request(&uid_of(name), Some(generation))
+            .map(|request| request.body)
     }
 
     fn applied(payloads: &Payloads, job: PendingJob) -> PendingJob {
@@ -322,13 +334,13 @@ mod tests {
         };
         let job = applied(&payloads, with_headers("a", "pay"));
         assert!(job.spec.target.headers.is_empty(), "the cache never holds headers");
-        let request = payloads.request("a", Some(1)).expect("kept");
+        let request = payloads.request(&uid_of("a"), Some(1)).expect("kept");
         assert_eq!(request.headers["X-Team"], "pay");
         assert_eq!(payloads.bytes(), 1 + 6 + 3);
         // Large headers count against the budget like a large payload.
         applied(&payloads, with_headers("b", &"x".repeat(4096)));
         assert_eq!(
-            payloads.request("b", Some(1)),
+            payloads.request(&uid_of("b"), Some(1)),
             None,
             "over the budget: read at call time"
         );

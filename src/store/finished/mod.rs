@@ -25,6 +25,7 @@ use kube::ResourceExt;
 use kube::runtime::watcher::Event;
 use tokio::sync::Notify;
 
+use super::uid;
 use crate::api::{JobKey, PendingJob, Phase};
 
 /// A kept job, its name aside.
@@ -147,7 +148,7 @@ impl Finished {
             };
             if let Some(entry) = inner.jobs.get(&namespace).and_then(|jobs| jobs.get(&name)) {
                 due.push(Due {
-                    uid: uid_string(entry.uid),
+                    uid: uid::spell(entry.uid),
                     resource_version: entry.resource_version.to_string(),
                     key: (namespace.into(), name.into()),
                 });
@@ -271,7 +272,7 @@ fn compact(job: &PendingJob, settled: Settled<'_>, list: u32) -> Option<Entry> {
         return None;
     }
     let delete_at = settled(job)?;
-    let uid = job.uid().and_then(|uid| parse_uid(&uid))?;
+    let uid = job.uid().and_then(|uid| uid::parse(&uid))?;
     let resource_version = job.resource_version()?;
     let parsed: u64 = resource_version.parse().ok()?;
     (parsed.to_string() == resource_version).then_some(Entry {
@@ -284,26 +285,6 @@ fn compact(job: &PendingJob, settled: Settled<'_>, list: u32) -> Option<Entry> {
         phase,
         listed: list,
     })
-}
-
-/// A uid in the API server's spelling (lowercase, hyphenated UUID) as a
-/// number; `None` for any other spelling.
-pub(super) fn parse_uid(uid: &str) -> Option<u128> {
-    let hex: String = uid.chars().filter(|c| *c != '-').collect();
-    let value = u128::from_str_radix(&hex, 16).ok()?;
-    (hex.len() == 32 && uid_string(value) == uid).then_some(value)
-}
-
-fn uid_string(uid: u128) -> String {
-    let hex = format!("{uid:032x}");
-    format!(
-        "{}-{}-{}-{}-{}",
-        &hex[..8],
-        &hex[8..12],
-        &hex[12..16],
-        &hex[16..20],
-        &hex[20..]
-    )
 }
 
 #[cfg(test)]

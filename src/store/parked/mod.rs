@@ -29,17 +29,23 @@ use std::time::Duration;
 
 use futures::{Stream, StreamExt};
 use jiff::Timestamp;
-use kube::ResourceExt;
 use kube::runtime::watcher::{self, Event};
+use kube::{Resource, ResourceExt};
+use serde_json::Value;
 use tokio::sync::Notify;
 use tracing::{debug, warn};
 
-use super::finished::parse_uid;
+use super::uid;
 use crate::api::{PendingJob, Phase};
 
 /// How long before it is due a kept job goes back to the controller's
 /// cache; a job due sooner than this is never kept.
 pub const LEAD: Duration = Duration::from_secs(30);
+
+/// Jobs kept after which freed memory is given back ([`Parked::release_after_bursts`]).
+pub const BURST: u64 = 1_000;
+/// How often [`Parked::release_after_bursts`] looks.
+const BURST_LOOK: Duration = Duration::from_secs(2);
 
 /// What decides whether an unfinished job can wait here: `None` when it
 /// needs the controller, else `Some` of when it is next due, if ever
@@ -71,6 +77,8 @@ struct Inner {
     list: u32,
     /// Whether a list is under way.
     listing: bool,
+    /// How many times a job was kept, ever.
+    kept: u64,
 }
 
 /// The store of unfinished jobs that wait.
@@ -113,7 +121,7 @@ impl Parked {
         {
             inner.waking.pop_first();
             if let Some(entry) = inner.jobs.remove(&uid) {
-                match serde_json::from_slice(&entry.job) {
+                match from_json(&entry.job) {
                     Ok(job) => woken.push(Event::Apply(job)),
                     // Never so: it was kept only once it read back.
                     Err(error) => warn!(%error, namespace = %entry.namespace, "a kept job did not read back"),
@@ -142,7 +150,7 @@ impl Parked {
 
     /// Whether `job` is kept here.
     pub fn contains(&self, job: &PendingJob) -> bool {
-        let uid = job.uid().and_then(|uid| parse_uid(&uid));
+        let uid = job.uid().and_then(|uid| uid::parse(&uid));
         uid.is_some_and(|uid| self.lock().jobs.contains_key(&uid))
     }
 
@@ -163,6 +171,29 @@ impl Parked {
     /// Whether none is.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+
+    /// Gives freed memory back once a burst of at least [`BURST`] jobs
+    /// has been kept: each arrived whole, and left the cache for a few
+    /// hundred bytes here, among allocations that live on, so the
+    /// allocator would keep the pages they freed. Looks every
+    /// [`BURST_LOOK`]; runs for good.
+    pub async fn release_after_bursts(&self) {
+        let mut every = tokio::time::interval(BURST_LOOK);
+        every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let (mut last, mut since_release) = (0, 0);
+        loop {
+            every.tick().await;
+            let kept = self.lock().kept;
+            let new = kept - last;
+            last = kept;
+            since_release += new;
+            // At the burst's end, or every ten bursts' worth while it lasts.
+            if since_release >= BURST && (new == 0 || since_release >= 10 * BURST) {
+                super::payloads::release_freed_memory();
+                since_release = 0;
+            }
+        }
     }
 }
 
@@ -205,7 +236,7 @@ impl Inner {
     /// Keeps `job` when it waits long enough and reads back; otherwise
     /// makes sure it is not kept. Whether it is kept.
     fn keep(&mut self, job: &PendingJob, waits: Waits<'_>, now: Timestamp) -> bool {
-        let Some(uid) = job.uid().and_then(|uid| parse_uid(&uid)) else {
+        let Some(uid) = job.uid().and_then(|uid| uid::parse(&uid)) else {
             return false;
         };
         self.remove_uid(uid);
@@ -236,11 +267,12 @@ impl Inner {
             self.waking.insert((wake_at, uid));
         }
         self.jobs.insert(uid, entry);
+        self.kept += 1;
         true
     }
 
     fn remove(&mut self, job: &PendingJob) {
-        if let Some(uid) = job.uid().and_then(|uid| parse_uid(&uid)) {
+        if let Some(uid) = job.uid().and_then(|uid| uid::parse(&uid)) {
             self.remove_uid(uid);
         }
     }
@@ -291,19 +323,40 @@ impl std::fmt::Display for Wake {
     }
 }
 
-/// `job` as JSON. `spec.notBefore` keeps its full precision: a `Time`
-/// writes whole seconds, and a job must never go back with an earlier one.
+/// `job` as kept: its JSON without `apiVersion` and `kind`, which every
+/// job shares, and without the spec's and status's fields that are `false`
+/// or 0, which read back as their defaults. `spec.notBefore` keeps its
+/// full precision: a `Time` writes whole seconds, and a job must never go
+/// back with an earlier one.
 fn to_json(job: &PendingJob) -> Option<Vec<u8>> {
     let mut value = serde_json::to_value(job).ok()?;
+    let fields = value.as_object_mut()?;
+    fields.remove("apiVersion");
+    fields.remove("kind");
     if let Some(not_before) = &job.spec.not_before {
-        *value.get_mut("spec")?.get_mut("notBefore")? = not_before.0.to_string().into();
+        *fields.get_mut("spec")?.get_mut("notBefore")? = not_before.0.to_string().into();
+    }
+    for part in ["spec", "status"] {
+        if let Some(Value::Object(part)) = fields.get_mut(part) {
+            part.retain(|_, field| !matches!(field, Value::Bool(false)) && field.as_u64() != Some(0));
+        }
     }
     serde_json::to_vec(&value).ok()
 }
 
+/// The job kept as `bytes` by [`to_json`].
+fn from_json(bytes: &[u8]) -> serde_json::Result<PendingJob> {
+    let mut value: Value = serde_json::from_slice(bytes)?;
+    if let Some(fields) = value.as_object_mut() {
+        fields.insert("apiVersion".into(), PendingJob::api_version(&()).into());
+        fields.insert("kind".into(), PendingJob::kind(&()).into());
+    }
+    serde_json::from_value(value)
+}
+
 /// Whether `bytes` read back as `job`.
 fn reads_back(bytes: &[u8], job: &PendingJob) -> bool {
-    serde_json::from_slice::<PendingJob>(bytes)
+    from_json(bytes)
         .is_ok_and(|back| back.metadata == job.metadata && back.spec == job.spec && back.status == job.status)
 }
 

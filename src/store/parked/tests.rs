@@ -155,3 +155,29 @@ async fn the_stage_hands_a_job_back_between_watch_events_when_it_wakes() {
     drop(events);
     assert!(stage.next().await.is_none(), "ends with the watch");
 }
+
+#[test]
+fn a_kept_job_is_its_compact_json_and_reads_back_whole() {
+    let mut seen = job(UID, "7");
+    if let Some(status) = seen.status.as_mut() {
+        status.next_retry_time = Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime(at(100)));
+    }
+    let plain = serde_json::to_vec(&seen).expect("json");
+    let kept = to_json(&seen).expect("kept");
+    let text = String::from_utf8(kept.clone()).expect("utf-8");
+    for gone in ["apiVersion", "kind", "\"suspend\"", "\"attempts\"", "\"retryCount\""] {
+        assert!(!text.contains(gone), "{gone} in {text}");
+    }
+    assert!(kept.len() + 80 < plain.len(), "{} of {} bytes", kept.len(), plain.len());
+    assert!(reads_back(&kept, &seen));
+    assert!(same(&from_json(&kept).expect("back"), &seen));
+    // A field whose 0 is not its default does not read back: such a job stays in the cache.
+    if let Some(status) = seen.status.as_mut() {
+        status.observed_generation = Some(0);
+    }
+    let parked = Parked::default();
+    assert!(matches!(
+        parked.observe(Event::Apply(seen), LATER, at(0)),
+        Some(Event::Apply(_))
+    ));
+}
