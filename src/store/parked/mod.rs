@@ -121,7 +121,7 @@ impl Parked {
         {
             inner.waking.pop_first();
             if let Some(entry) = inner.jobs.remove(&uid) {
-                match from_json(&entry.job) {
+                match from_json(&entry.job, uid, &entry.namespace) {
                     Ok(job) => woken.push(Event::Apply(job)),
                     // Never so: it was kept only once it read back.
                     Err(error) => warn!(%error, namespace = %entry.namespace, "a kept job did not read back"),
@@ -243,7 +243,7 @@ impl Inner {
         let Some(wake_at) = wake_at(job, waits, now) else {
             return false;
         };
-        let Some(bytes) = to_json(job).filter(|bytes| reads_back(bytes, job)) else {
+        let Some(bytes) = to_json(job).filter(|bytes| reads_back(bytes, uid, job)) else {
             return false;
         };
         let namespace = job.namespace().unwrap_or_default();
@@ -324,8 +324,9 @@ impl std::fmt::Display for Wake {
 }
 
 /// `job` as kept: its JSON without `apiVersion` and `kind`, which every
-/// job shares, and without the spec's and status's fields that are `false`
-/// or 0, which read back as their defaults. `spec.notBefore` keeps its
+/// job shares, its uid and namespace, which its entry holds, and the
+/// spec's and status's fields that are `false` or 0, which read back as
+/// their defaults. `spec.notBefore` keeps its
 /// full precision: a `Time` writes whole seconds, and a job must never go
 /// back with an earlier one.
 fn to_json(job: &PendingJob) -> Option<Vec<u8>> {
@@ -333,6 +334,10 @@ fn to_json(job: &PendingJob) -> Option<Vec<u8>> {
     let fields = value.as_object_mut()?;
     fields.remove("apiVersion");
     fields.remove("kind");
+    if let Some(Value::Object(metadata)) = fields.get_mut("metadata") {
+        metadata.remove("uid");
+        metadata.remove("namespace");
+    }
     if let Some(not_before) = &job.spec.not_before {
         *fields.get_mut("spec")?.get_mut("notBefore")? = not_before.0.to_string().into();
     }
@@ -344,19 +349,26 @@ fn to_json(job: &PendingJob) -> Option<Vec<u8>> {
     serde_json::to_vec(&value).ok()
 }
 
-/// The job kept as `bytes` by [`to_json`].
-fn from_json(bytes: &[u8]) -> serde_json::Result<PendingJob> {
+/// The job with `uid` in `namespace` kept as `bytes` by [`to_json`].
+fn from_json(bytes: &[u8], uid: u128, namespace: &str) -> serde_json::Result<PendingJob> {
     let mut value: Value = serde_json::from_slice(bytes)?;
     if let Some(fields) = value.as_object_mut() {
         fields.insert("apiVersion".into(), PendingJob::api_version(&()).into());
         fields.insert("kind".into(), PendingJob::kind(&()).into());
+        if let Some(Value::Object(metadata)) = fields.get_mut("metadata") {
+            metadata.insert("uid".into(), uid::spell(uid).into());
+            if !namespace.is_empty() {
+                metadata.insert("namespace".into(), namespace.into());
+            }
+        }
     }
     serde_json::from_value(value)
 }
 
-/// Whether `bytes` read back as `job`.
-fn reads_back(bytes: &[u8], job: &PendingJob) -> bool {
-    from_json(bytes)
+/// Whether `bytes` read back as `job`, with `uid`.
+fn reads_back(bytes: &[u8], uid: u128, job: &PendingJob) -> bool {
+    let namespace = job.namespace().unwrap_or_default();
+    from_json(bytes, uid, &namespace)
         .is_ok_and(|back| back.metadata == job.metadata && back.spec == job.spec && back.status == job.status)
 }
 
