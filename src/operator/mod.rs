@@ -225,7 +225,7 @@ pub async fn run(
         .try_filter_map(move |event| std::future::ready(Ok(finished.observe(event, &settled))))
         .modify(cache::slim);
     // Jobs that wait long leave it too, until shortly before they are due.
-    let jobs = parked::stage(watched, parked.clone(), waits)
+    let jobs = parked::stage::events(watched, parked.clone(), waits)
         .reflect(writer)
         .inspect_ok({
             let ctx = ctx.clone();

@@ -14,7 +14,7 @@
 //! - A job is either here or in the controller's cache, never both:
 //!   [`Parked::observe`] turns the watch event of a job it keeps into a
 //!   delete for the cache, and a job that goes back leaves here first.
-//! - Every event reaches the cache through one stage ([`stage`]), in order:
+//! - Every event reaches the cache through one stage ([`stage::events`]), in order:
 //!   a job that wakes is handed back between two watch events, never
 //!   during a list (the cache would drop it with the list's end), so a
 //!   newer watched version can never be overwritten by the one kept here.
@@ -27,16 +27,15 @@ use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
-use futures::{Stream, StreamExt};
 use jiff::Timestamp;
-use kube::runtime::watcher::{self, Event};
-use kube::{Resource, ResourceExt};
-use serde_json::Value;
+use kube::ResourceExt;
+use kube::runtime::watcher::Event;
 use tokio::sync::Notify;
 use tracing::{debug, warn};
 
 use super::uid;
 use crate::api::{PendingJob, Phase};
+use json::{from_json, reads_back, to_json};
 
 /// How long before it is due a kept job goes back to the controller's
 /// cache; a job due sooner than this is never kept.
@@ -323,102 +322,8 @@ impl std::fmt::Display for Wake {
     }
 }
 
-/// `job` as kept: its JSON without `apiVersion` and `kind`, which every
-/// job shares, its uid and namespace, which its entry holds, and the
-/// spec's and status's fields that are `false` or 0, which read back as
-/// their defaults. `spec.notBefore` keeps its
-/// full precision: a `Time` writes whole seconds, and a job must never go
-/// back with an earlier one.
-fn to_json(job: &PendingJob) -> Option<Vec<u8>> {
-    let mut value = serde_json::to_value(job).ok()?;
-    let fields = value.as_object_mut()?;
-    fields.remove("apiVersion");
-    fields.remove("kind");
-    if let Some(Value::Object(metadata)) = fields.get_mut("metadata") {
-        metadata.remove("uid");
-        metadata.remove("namespace");
-    }
-    if let Some(not_before) = &job.spec.not_before {
-        *fields.get_mut("spec")?.get_mut("notBefore")? = not_before.0.to_string().into();
-    }
-    for part in ["spec", "status"] {
-        if let Some(Value::Object(part)) = fields.get_mut(part) {
-            part.retain(|_, field| !matches!(field, Value::Bool(false)) && field.as_u64() != Some(0));
-        }
-    }
-    serde_json::to_vec(&value).ok()
-}
-
-/// The job with `uid` in `namespace` kept as `bytes` by [`to_json`].
-fn from_json(bytes: &[u8], uid: u128, namespace: &str) -> serde_json::Result<PendingJob> {
-    let mut value: Value = serde_json::from_slice(bytes)?;
-    if let Some(fields) = value.as_object_mut() {
-        fields.insert("apiVersion".into(), PendingJob::api_version(&()).into());
-        fields.insert("kind".into(), PendingJob::kind(&()).into());
-        if let Some(Value::Object(metadata)) = fields.get_mut("metadata") {
-            metadata.insert("uid".into(), uid::spell(uid).into());
-            if !namespace.is_empty() {
-                metadata.insert("namespace".into(), namespace.into());
-            }
-        }
-    }
-    serde_json::from_value(value)
-}
-
-/// Whether `bytes` read back as `job`, with `uid`.
-fn reads_back(bytes: &[u8], uid: u128, job: &PendingJob) -> bool {
-    let namespace = job.namespace().unwrap_or_default();
-    from_json(bytes, uid, &namespace)
-        .is_ok_and(|back| back.metadata == job.metadata && back.spec == job.spec && back.status == job.status)
-}
-
-/// An input of [`stage`]: a watch event, or a look at what is due.
-// One at a time is in flight: boxing the event would only add an allocation.
-#[allow(clippy::large_enum_variant)]
-enum Input {
-    Watched(Result<Event<PendingJob>, watcher::Error>),
-    Wake,
-    End,
-}
-
-/// The watch `events` as the controller's cache should see them: jobs
-/// that `waits` says can wait are kept in `parked`, and handed back as
-/// `Apply` events when they wake. Ends when `events` ends.
-pub fn stage<S, W>(
-    events: S,
-    parked: Arc<Parked>,
-    waits: W,
-) -> impl Stream<Item = Result<Event<PendingJob>, watcher::Error>> + Send + 'static
-where
-    S: Stream<Item = Result<Event<PendingJob>, watcher::Error>> + Send + 'static,
-    W: Fn(&PendingJob) -> Option<Option<Timestamp>> + Send + 'static,
-{
-    let wakes = futures::stream::unfold(parked.clone(), |parked| async move {
-        parked.next_wake().await;
-        Some((Input::Wake, parked))
-    });
-    let watched = events
-        .map(Input::Watched)
-        .chain(futures::stream::once(async { Input::End }));
-    futures::stream::select(watched, wakes)
-        .take_while(|input| std::future::ready(!matches!(input, Input::End)))
-        .flat_map(move |input| {
-            let now = Timestamp::now();
-            let out: Vec<_> = match input {
-                Input::Watched(Ok(event)) => {
-                    let list_done = matches!(event, Event::InitDone);
-                    let seen = parked.observe(event, &waits, now);
-                    // Those that came due during the list go back after it.
-                    let woken = if list_done { parked.wake(now) } else { Vec::new() };
-                    seen.into_iter().chain(woken).map(Ok).collect()
-                }
-                Input::Watched(Err(error)) => vec![Err(error)],
-                Input::Wake => parked.wake(now).into_iter().map(Ok).collect(),
-                Input::End => Vec::new(),
-            };
-            futures::stream::iter(out)
-        })
-}
+mod json;
+pub mod stage;
 
 #[cfg(test)]
 mod tests;

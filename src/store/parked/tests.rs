@@ -1,5 +1,6 @@
 use futures::StreamExt;
 
+use super::json::{from_json, reads_back, to_json};
 use super::*;
 use crate::api::PendingJobStatus;
 
@@ -139,7 +140,7 @@ async fn the_stage_hands_a_job_back_between_watch_events_when_it_wakes() {
     let parked = Arc::new(Parked::default());
     let due = Timestamp::now() + LEAD + jiff::SignedDuration::from_millis(300);
     let (events, watched) = futures::channel::mpsc::unbounded();
-    let stage = stage(watched, parked.clone(), move |_: &PendingJob| Some(Some(due)));
+    let stage = stage::events(watched, parked.clone(), move |_: &PendingJob| Some(Some(due)));
     tokio::pin!(stage);
     let seen = job(UID, "7");
     events.unbounded_send(Ok(Event::Apply(seen.clone()))).expect("send");
