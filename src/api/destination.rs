@@ -78,6 +78,32 @@ pub struct DestinationSpec {
     /// their schedule, without spending attempts.
     #[serde(default)]
     pub suspend: bool,
+    /// Signs every call (dead-letter records included), so a receiver can
+    /// check that it is ours and unaltered.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signing: Option<Box<Signing>>,
+}
+
+/// How calls are signed.
+#[derive(JsonSchema, Deserialize, Serialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct Signing {
+    /// Standard Webhooks (standardwebhooks.com): `webhook-id`,
+    /// `webhook-timestamp` and `webhook-signature` headers over
+    /// `id.timestamp.body`.
+    pub standard_webhooks: StandardWebhooks,
+}
+
+/// Standard Webhooks signing keys.
+#[derive(JsonSchema, Deserialize, Serialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct StandardWebhooks {
+    /// A Secret's key holding one or more keys, separated by whitespace:
+    /// `whsec_` (24 to 64 random bytes, base64) signs `v1,` with
+    /// HMAC-SHA256; `whsk_` (a 32-byte Ed25519 seed, base64) signs `v1a,`.
+    /// Every key signs, so a key is rotated by adding the new one, waiting
+    /// out the overlap receivers need, and removing the old one.
+    pub secret_key_ref: KeyRef,
 }
 
 /// A header sent with every call: exactly one of `value` and `valueFrom`.
@@ -133,8 +159,8 @@ pub struct SecretRef {
 /// How calls authenticate: at most one of these.
 #[derive(KubeSchema, Deserialize, Serialize, Clone, Debug, PartialEq)]
 #[x_kube(validation = Rule::new(
-    "[has(self.bearerToken), has(self.basic), has(self.oauth2ClientCredentials)].filter(x, x).size() <= 1"
-).message("at most one of bearerToken, basic and oauth2ClientCredentials may be set"))]
+    "[has(self.bearerToken), has(self.basic), has(self.oauth2ClientCredentials), has(self.serviceAccountToken)].filter(x, x).size() <= 1"
+).message("at most one of bearerToken, basic, oauth2ClientCredentials and serviceAccountToken may be set"))]
 #[serde(rename_all = "camelCase")]
 pub struct Auth {
     /// `Authorization: Bearer <token>`, the token from a Secret's key.
@@ -148,6 +174,34 @@ pub struct Auth {
     /// expires and fetched again once on a 401.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub oauth2_client_credentials: Option<Box<OAuth2ClientCredentials>>,
+    /// `Authorization: Bearer <token>`, a token the operator mints for a
+    /// ServiceAccount of the Destination's namespace (TokenRequest), bound
+    /// to `audience`: a target verifies it with the cluster's OIDC discovery
+    /// keys or a TokenReview, with no shared secret.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service_account_token: Option<Box<ServiceAccountToken>>,
+}
+
+/// A ServiceAccount token for one audience (the TokenRequest API).
+#[derive(JsonSchema, Deserialize, Serialize, Clone, Debug, PartialEq, Eq, Hash)]
+#[serde(rename_all = "camelCase")]
+pub struct ServiceAccountToken {
+    /// The ServiceAccount, in the Destination's namespace. Its author must
+    /// be allowed to `create` `serviceaccounts/token` for it.
+    #[schemars(length(min = 1, max = 253))]
+    pub service_account_name: String,
+    /// The token's audience (`aud`): who it is for, such as the target's URL.
+    #[schemars(length(min = 1, max = 1024))]
+    pub audience: String,
+    /// The token's lifetime asked for; it is used until about 80% of it
+    /// has passed, then a new one is minted.
+    #[serde(default = "default_token_seconds")]
+    #[schemars(range(min = 600, max = 86400))]
+    pub expiration_seconds: i64,
+}
+
+fn default_token_seconds() -> i64 {
+    3600
 }
 
 /// The OAuth2 client-credentials grant (RFC 6749 §4.4).
@@ -266,4 +320,17 @@ pub struct DestinationStatus {
     /// counted (every 5 s while any wait).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub waiting_jobs: Option<i32>,
+    /// What receivers need to check its signatures.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signing: Option<SigningStatus>,
+}
+
+/// What receivers of a signing destination need.
+#[derive(JsonSchema, Deserialize, Serialize, Clone, Debug, Default, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct SigningStatus {
+    /// The `whpk_` public key of each `whsk_` key, in the Secret's order,
+    /// for receivers that check `v1a` signatures.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub public_keys: Vec<String>,
 }

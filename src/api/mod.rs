@@ -20,7 +20,8 @@ pub use contract::{FIELD_MANAGER, GROUP, JobKey, MAX_ERROR_BYTES, MAX_PAYLOAD_BY
 pub use crd::{crd, crd_yaml, destination_crd_yaml};
 pub use destination::{
     Auth, CaBundle, Circuit, CircuitBreaker, Destination, DestinationHeader, DestinationSpec, DestinationStatus,
-    KeyRef, OAuth2ClientCredentials, RateLimit, SecretRef, SecretValue, Tls,
+    KeyRef, OAuth2ClientCredentials, RateLimit, SecretRef, SecretValue, ServiceAccountToken, Signing, SigningStatus,
+    StandardWebhooks, Tls,
 };
 pub use job_status::{DeadLetterStatus, PendingJobStatus, Phase, Redrive};
 pub use pending_job::{

@@ -4,6 +4,7 @@
 //! A call never follows a redirect and never goes where the egress policy
 //! denies; the target's failures are outcomes, not errors.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -12,6 +13,7 @@ use reqwest::header::{CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue, RETRY_AF
 
 use super::clients::HttpClients;
 use super::outcome::{Outcome, classify_response, describe, parse_retry_after};
+use super::signing::Signer;
 use super::{egress, redact};
 use crate::api::{Method, Target};
 
@@ -35,6 +37,9 @@ pub struct Endpoint {
     /// The URL the call must stay under, once dot segments are resolved (a
     /// destination's base URL); `None` for a raw URL.
     pub within: Option<String>,
+    /// The destination's signing keys, if it signs: each call then carries
+    /// Standard Webhooks headers with `webhook-id` = the Idempotency-Key.
+    pub signer: Option<Arc<Signer>>,
 }
 
 /// Makes one call to `endpoint`, with `target`'s method, headers and
@@ -103,11 +108,16 @@ fn build(
         let value = HeaderValue::try_from(value.as_str()).map_err(|e| format!("value of header {name}: {e}"))?;
         headers.insert(name, value);
     }
-    let key = HeaderValue::try_from(key).map_err(|e| format!("idempotency key {key:?}: {e}"))?;
-    headers.insert(IDEMPOTENCY_KEY, key);
+    let key_value = HeaderValue::try_from(key).map_err(|e| format!("idempotency key {key:?}: {e}"))?;
+    headers.insert(IDEMPOTENCY_KEY, key_value);
     let timeout = Duration::from_secs(u64::from(target.timeout_seconds.max(1).unsigned_abs()));
-    // The destination's headers (credentials among them) win over the job's.
+    // The destination's headers (credentials among them) win over the job's,
+    // and the signature over both: it covers the exact body sent.
     headers.extend(endpoint.headers.clone());
+    if let Some(signer) = &endpoint.signer {
+        let sent = body.as_deref().unwrap_or_default();
+        signer.sign(&mut headers, key, Timestamp::now().as_second(), sent)?;
+    }
     let url = reqwest::Url::parse(&endpoint.url).map_err(|e| format!("URL {:?}: {e}", endpoint.url))?;
     if let Some(base) = &endpoint.within {
         stays_under(&url, base)?;

@@ -5,6 +5,7 @@
 //! - [`clients`]: the HTTP clients, per destination when TLS differs.
 //! - [`egress`]: the addresses no call may reach, checked at connect time.
 //! - [`redact`]: credentials a remote echoes back are cut from what is recorded.
+//! - [`signing`]: Standard Webhooks signatures over the exact bytes sent.
 //! - [`slots`], [`shares`], [`pacing`], [`breaker`], [`occupancy`]: how
 //!   many calls may be in flight, each namespace's fair share of them, how fast, whether a destination may be called at all,
 //!   and how busy each one is.
@@ -23,6 +24,7 @@ pub mod outcome;
 pub mod pacing;
 pub mod redact;
 pub mod shares;
+pub mod signing;
 pub mod slots;
 
 use breaker::Breakers;

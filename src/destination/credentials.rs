@@ -1,19 +1,24 @@
 //! A Destination's credentials, ready to call with: its headers (plain or
 //! from Secrets), bearer or basic auth, the TLS client for its CA and
-//! client certificate, and its OAuth2 token.
+//! client certificate, its OAuth2 or ServiceAccount token, and its signing
+//! keys.
 //!
 //! Values are read through [`Secrets`] (get only, cached briefly) and carried
 //! in header values marked sensitive; what goes wrong is told by names and
 //! keys, never by a value.
 
+use std::sync::Arc;
+
 use base64::Engine as _;
 use reqwest::header::{AUTHORIZATION, HeaderMap, HeaderName, HeaderValue};
 
+use super::identity::Identities;
 use super::oauth2::{Token, Tokens};
 use super::secrets::{Secrets, TYPE_KEY, Unusable};
 use super::tls;
-use crate::api::{Auth, DestinationSpec};
+use crate::api::{Auth, DestinationSpec, StandardWebhooks};
 use crate::delivery::clients::HttpClients;
+use crate::delivery::signing::Signer;
 
 /// What credentials are read and made with: shared by the job controller
 /// (which calls) and the Destination controller (which checks them).
@@ -22,21 +27,25 @@ pub struct Credentials {
     pub secrets: Secrets,
     /// OAuth2 tokens.
     pub tokens: Tokens,
+    /// ServiceAccount tokens.
+    pub identities: Identities,
     /// Builds the clients of destinations with TLS settings, and fetches tokens.
     pub clients: HttpClients,
 }
 
 impl Credentials {
     /// Reads Secrets and ConfigMaps with `client` (get only), counting the
-    /// reads in `reads`; builds TLS clients and fetches tokens with `clients`.
+    /// reads in `reads`, and mints ServiceAccount tokens with it; builds TLS
+    /// clients and fetches OAuth2 tokens with `clients`.
     pub fn new(
         client: kube::Client,
         clients: HttpClients,
         reads: prometheus_client::metrics::counter::Counter,
     ) -> Self {
         Self {
-            secrets: Secrets::new(client, reads),
+            secrets: Secrets::new(client.clone(), reads),
             tokens: Tokens::default(),
+            identities: Identities::new(client),
             clients,
         }
     }
@@ -51,10 +60,12 @@ pub struct Prepared {
     pub client: Option<reqwest::Client>,
     /// Its OAuth2 token, if it uses OAuth2.
     pub oauth2: Option<Token>,
+    /// Its signing keys, if it signs.
+    pub signer: Option<Arc<Signer>>,
 }
 
 /// Everything a call to the destination `key` needs: its headers with
-/// their credentials, its TLS client, its OAuth2 token.
+/// their credentials, its TLS client, its token, its signing keys.
 pub async fn prepare(
     spec: &DestinationSpec,
     namespace: &str,
@@ -84,10 +95,37 @@ pub async fn prepare(
             Some(token)
         }
     };
+    if let Some(settings) = spec.auth.as_ref().and_then(|a| a.service_account_token.as_deref()) {
+        let header = credentials.identities.header(key, settings, namespace).await?;
+        headers.insert(AUTHORIZATION, header);
+    }
+    let signer = match &spec.signing {
+        None => None,
+        Some(signing) => Some(Arc::new(
+            signer(&signing.standard_webhooks, namespace, &credentials.secrets).await?,
+        )),
+    };
     Ok(Prepared {
         headers,
         client,
         oauth2,
+        signer,
+    })
+}
+
+/// The signing keys `settings` names, checked; `SigningKeyInvalid` names
+/// the Secret, its key and the place of the key at fault, never a value.
+async fn signer(settings: &StandardWebhooks, namespace: &str, secrets: &Secrets) -> Result<Signer, Unusable> {
+    let keys = &settings.secret_key_ref;
+    let text = secrets.secret_key(namespace, keys).await?;
+    Signer::parse(&text).map_err(|why| {
+        Unusable::new(
+            "SigningKeyInvalid",
+            format!(
+                "Secret {} key {:?}, which holds the signing keys: {why}",
+                keys.name, keys.key
+            ),
+        )
     })
 }
 

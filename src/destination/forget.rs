@@ -53,6 +53,11 @@ impl Named {
                 named.secrets.push(oauth2.client_secret.secret_key_ref.name.clone());
             }
         }
+        if let Some(signing) = &spec.signing {
+            named
+                .secrets
+                .push(signing.standard_webhooks.secret_key_ref.name.clone());
+        }
         if let Some(tls) = &spec.tls {
             if let Some(ca) = &tls.ca {
                 if let Some(key) = &ca.secret_key_ref {
@@ -155,6 +160,7 @@ impl Forget {
         self.forget_values(&namespace, &Named::of(&destination.spec));
         let key = destination_key(&namespace, &name);
         self.credentials.tokens.remove(&key);
+        self.credentials.identities.remove(&key);
         self.credentials.clients.remove(&key);
         self.delivery.breakers.remove(&key);
         self.delivery.pacing.remove(&key);
@@ -175,7 +181,7 @@ mod tests {
     use reqwest::header::HeaderValue;
 
     use super::*;
-    use crate::api::{CircuitBreaker, RateLimit};
+    use crate::api::{CircuitBreaker, RateLimit, ServiceAccountToken};
     use crate::delivery::clients::{HttpClients, TlsMaterial};
     use crate::delivery::egress::EgressPolicy;
     use crate::delivery::slots::Slots;
@@ -199,6 +205,7 @@ mod tests {
                          "clientId": key(&format!("{name}-id")), "clientSecret": key(&format!("{name}-secret"))}},
                 "tls": {"ca": {"configMapKeyRef": {"name": format!("{name}-ca"), "key": "ca.crt"}},
                         "clientCertificate": {"secretName": format!("{name}-cert")}},
+                "signing": {"standardWebhooks": key(&format!("{name}-signing"))},
             }),
         )
     }
@@ -208,7 +215,7 @@ mod tests {
         let named = Named::of(&everything("a").spec);
         assert_eq!(
             named.secrets.into_iter().collect::<Vec<_>>(),
-            ["a-cert", "a-header", "a-id", "a-secret"]
+            ["a-cert", "a-header", "a-id", "a-secret", "a-signing"]
         );
         assert_eq!(named.config_maps.into_iter().collect::<Vec<_>>(), ["a-ca"]);
     }
@@ -234,6 +241,12 @@ mod tests {
         // all the same, as a token's is once it is asked about.
         let _ = credentials.secrets.secret("shop", &format!("{name}-cert")).await;
         credentials.tokens.forget(&key, &HeaderValue::from_static("x")).await;
+        let identity = ServiceAccountToken {
+            service_account_name: "caller".into(),
+            audience: "api".into(),
+            expiration_seconds: 600,
+        };
+        let _ = credentials.identities.header(&key, &identity, "shop").await;
     }
 
     #[tokio::test]
@@ -257,21 +270,22 @@ mod tests {
         let counts = |c: &Credentials, d: &Delivery| {
             (
                 c.clients.own_clients(),
-                c.tokens.len(),
+                c.tokens.len() + c.identities.len(),
                 c.secrets.held(),
                 d.breakers.len(),
                 d.pacing.len(),
             )
         };
-        // (TLS clients, tokens, Secret values, breakers, rate buckets)
-        assert_eq!(counts(&credentials, &delivery), (3, 3, 3, 3, 3));
+        // (TLS clients, OAuth2 and ServiceAccount tokens, Secret values,
+        // breakers, rate buckets)
+        assert_eq!(counts(&credentials, &delivery), (3, 6, 3, 3, 3));
         see(Event::Delete(everything("a")));
-        assert_eq!(counts(&credentials, &delivery), (2, 2, 2, 2, 2));
+        assert_eq!(counts(&credentials, &delivery), (2, 4, 2, 2, 2));
         // A relist that no longer shows b forgets it as well.
         see(Event::Init);
         see(Event::InitApply(everything("c")));
         see(Event::InitDone);
-        assert_eq!(counts(&credentials, &delivery), (1, 1, 1, 1, 1));
+        assert_eq!(counts(&credentials, &delivery), (1, 2, 1, 1, 1));
         // One made again under the same name, seen only in a relist, is new.
         hold(&credentials, &delivery, "c").await;
         let mut again = everything("c");

@@ -1,7 +1,7 @@
 //! What a Destination adds to a call: its credentials (Secrets, TLS,
-//! OAuth2), where a job's call goes ([`route`]), and the Destination
-//! controller ([`reconciler`]), which shows in status whether it can be
-//! called.
+//! OAuth2, ServiceAccount tokens from [`identity`]) and its signing keys,
+//! where a job's call goes ([`route`]), and the Destination controller
+//! ([`reconciler`]), which shows in status whether it can be called.
 //!
 //! Invariants:
 //! - Secrets and ConfigMaps are read with `get` only, from the
@@ -11,9 +11,12 @@
 //! - A job whose Destination is missing, suspended or not usable waits: no
 //!   call, no attempt spent, no write per job.
 //! - A deleted Destination leaves no state behind ([`forget`]).
+//! - A ServiceAccount token is minted only for the account, audience and
+//!   lifetime a Destination names, in its own namespace.
 
 pub mod credentials;
 pub mod forget;
+pub mod identity;
 pub mod oauth2;
 pub mod reconciler;
 pub mod route;

@@ -26,7 +26,7 @@ use kube::{Api, Client, Resource, ResourceExt};
 
 use super::credentials::{Credentials, prepare};
 use super::route::destination_key;
-use crate::api::{Circuit, Destination, DestinationStatus, FIELD_MANAGER};
+use crate::api::{Circuit, Destination, DestinationStatus, FIELD_MANAGER, SigningStatus};
 use crate::delivery::Delivery;
 use crate::delivery::occupancy::Counts;
 use crate::leadership::election::Leadership;
@@ -82,6 +82,14 @@ pub async fn reconcile(destination: Arc<Destination>, ctx: Arc<Context>) -> Resu
         Ok(_) => (true, "Ready", "every Secret and ConfigMap it needs is there".to_owned()),
         Err(unusable) => (false, unusable.reason, unusable.message.clone()),
     };
+    // What receivers of `v1a` signatures need, from the keys just read.
+    let signing = verdict
+        .as_ref()
+        .ok()
+        .and_then(|prepared| prepared.signer.as_ref())
+        .map(|signer| signer.public_keys())
+        .filter(|keys| !keys.is_empty())
+        .map(|public_keys| SigningStatus { public_keys });
     let count = |n: usize| Some(i32::try_from(n).unwrap_or(i32::MAX));
     let (in_flight, waiting_jobs) = (count(counts.in_flight), count(counts.waiting));
     let current = status.conditions.iter().find(|c| c.type_ == READY);
@@ -89,7 +97,8 @@ pub async fn reconcile(destination: Arc<Destination>, ctx: Arc<Context>) -> Resu
         .is_some_and(|c| (c.status == "True") == ready && c.reason == reason && c.message == message)
         && status.observed_generation == destination.meta().generation
         && status.circuit == circuit
-        && (status.in_flight, status.waiting_jobs) == (in_flight, waiting_jobs);
+        && (status.in_flight, status.waiting_jobs) == (in_flight, waiting_jobs)
+        && status.signing == signing;
     if !unchanged {
         let condition = Condition {
             type_: READY.to_owned(),
@@ -108,6 +117,7 @@ pub async fn reconcile(destination: Arc<Destination>, ctx: Arc<Context>) -> Resu
             observed_generation: destination.meta().generation,
             in_flight,
             waiting_jobs,
+            signing,
         };
         let patch = serde_json::json!({
             "apiVersion": Destination::api_version(&()),

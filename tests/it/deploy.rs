@@ -210,10 +210,15 @@ async fn rbac_has_no_wildcards_and_only_the_verbs_the_code_uses() {
             ("events.k8s.io", "events", "patch"),
         ])
     );
-    // A role of its own, so it can be bound in chosen namespaces only.
+    // A role of its own, so it can be bound in chosen namespaces only:
+    // Secrets and ConfigMaps by name, and ServiceAccount tokens minted.
     assert_eq!(
         credentials_rules,
-        expect(&[("", "secrets", "get"), ("", "configmaps", "get")])
+        expect(&[
+            ("", "secrets", "get"),
+            ("", "configmaps", "get"),
+            ("", "serviceaccounts/token", "create"),
+        ])
     );
     assert_eq!(
         lease_rules,
