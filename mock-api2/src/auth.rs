@@ -1,5 +1,6 @@
 //! What mock-api2 asks of its callers: nothing, a bearer token, basic
-//! credentials, or an OAuth2 access token it issued itself.
+//! credentials, an OAuth2 access token it issued itself, or a bearer JWT
+//! for its audience.
 //!
 //! With OAuth2, `POST /oauth2/token` runs the client-credentials grant
 //! (RFC 6749 §4.4; the client authenticates with basic auth) and issues
@@ -28,6 +29,9 @@ pub enum Required {
     },
     /// `Authorization: Bearer` with a token from `/oauth2/token`.
     OAuth2(OAuth2Client),
+    /// `Authorization: Bearer` with an unexpired JWT whose `aud` names this
+    /// audience (see [`crate::verify::audience_allows`]).
+    Audience(String),
 }
 
 /// The one client `/oauth2/token` knows.
@@ -100,6 +104,9 @@ pub fn allows(required: &Required, issued: &Issued, authorization: Option<&str>,
         Required::Bearer(token) => bearer(authorization) == Some(token.as_str()),
         Required::Basic { username, password } => basic_matches(authorization, username, password),
         Required::OAuth2(_) => bearer(authorization).is_some_and(|token| issued.valid(token, now_ms)),
+        Required::Audience(audience) => {
+            crate::verify::audience_allows(audience, authorization, now_ms.div_euclid(1000))
+        }
     }
 }
 

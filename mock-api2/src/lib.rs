@@ -12,11 +12,13 @@
 //!   when the server requires OAuth2 tokens (see [`auth`]).
 //!
 //! Every request to `/api2/simulate` is counted, whatever the answer; one
-//! without the credential the server requires ([`auth::Required`]) is
-//! answered 401. HTTPS and mTLS are in [`tls`].
+//! without the credential the server requires ([`auth::Required`]), or
+//! without a valid signature when it checks them ([`verify`]), is answered
+//! 401. HTTPS and mTLS are in [`tls`].
 
 pub mod auth;
 pub mod tls;
+pub mod verify;
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -31,6 +33,7 @@ use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 
 use auth::{Issued, Required};
+use verify::Signatures;
 
 /// The header that carries a job's idempotency key (its UID) on every call.
 pub const IDEMPOTENCY_KEY: &str = "Idempotency-Key";
@@ -111,8 +114,11 @@ pub struct Stats {
     pub max_in_flight: u64,
     /// The most recent requests, oldest first.
     pub requests: VecDeque<Received>,
-    /// Requests answered 401 for lack of the required credential.
+    /// Requests answered 401 for lack of the required credential or of a
+    /// valid signature.
     pub unauthorized: u64,
+    /// Of those, requests whose Standard Webhooks signature did not verify.
+    pub bad_signatures: u64,
     /// OAuth2 tokens issued by `/oauth2/token`.
     pub tokens_issued: u64,
 }
@@ -121,6 +127,7 @@ pub struct Stats {
 struct Inner {
     knobs: Knobs,
     required: Required,
+    signatures: Option<Signatures>,
     issued: Issued,
     stats: Stats,
     in_flight: u64,
@@ -166,12 +173,21 @@ impl Api2 {
             inner: Arc::new(Mutex::new(Inner {
                 knobs,
                 required,
+                signatures: None,
                 issued: Issued::default(),
                 stats: Stats::default(),
                 in_flight: 0,
                 started_ms: jiff::Timestamp::now().as_millisecond(),
             })),
         }
+    }
+
+    /// The same server, answering 401 also to calls without a Standard
+    /// Webhooks signature by one of `signatures`.
+    #[must_use]
+    pub fn verifying(self, signatures: Signatures) -> Self {
+        self.with(|inner| inner.signatures = Some(signatures));
+        self
     }
 
     fn with<T>(&self, f: impl FnOnce(&mut Inner) -> T) -> T {
@@ -201,9 +217,15 @@ async fn simulate(State(api): State<Api2>, headers: HeaderMap, body: Body) -> Re
     let at_ms = jiff::Timestamp::now().as_millisecond();
     // Read the whole body before answering: an answer sent while the client
     // is still sending makes it see a broken pipe instead of the answer.
-    let too_large = axum::body::to_bytes(body, MAX_BODY_BYTES).await.is_err();
+    let body = axum::body::to_bytes(body, MAX_BODY_BYTES).await;
+    let too_large = body.is_err();
+    let body = body.unwrap_or_default();
     let (knobs, failing, authorized) = api.with(|inner| {
-        let authorized = auth::allows(&inner.required, &inner.issued, authorization, at_ms);
+        let signed = inner
+            .signatures
+            .as_ref()
+            .is_none_or(|signatures| signatures.verify(&headers, &body, at_ms.div_euclid(1000)));
+        let authorized = signed && auth::allows(&inner.required, &inner.issued, authorization, at_ms);
         let failing = inner.knobs.fail
             || inner.knobs.fail_first > 0
             || in_failing_window(inner.knobs.flap_ms, at_ms - inner.started_ms);
@@ -216,6 +238,7 @@ async fn simulate(State(api): State<Api2>, headers: HeaderMap, body: Body) -> Re
         };
         let stats = &mut inner.stats;
         stats.unauthorized += u64::from(!authorized);
+        stats.bad_signatures += u64::from(!signed);
         stats.total_requests += 1;
         if let Some(key) = &key {
             *stats.per_key.entry(key.clone()).or_default() += 1;

@@ -8,6 +8,7 @@ use std::process::ExitCode;
 use clap::{Parser, ValueEnum};
 use mock_api2::auth::{OAuth2Client, Required};
 use mock_api2::tls::{self, TlsListener};
+use mock_api2::verify::Signatures;
 use mock_api2::{Api2, Knobs};
 use tracing_subscriber::EnvFilter;
 
@@ -65,6 +66,21 @@ struct Args {
     /// to calls without a valid one.
     #[arg(long, value_name = "ID:SECRET", group = "credential")]
     oauth2_client: Option<String>,
+    /// Answer 401 to calls without `Authorization: Bearer <JWT>` whose
+    /// `aud` names AUDIENCE and whose `exp` has not passed (a Kubernetes
+    /// ServiceAccount token, say; its signature is not checked here).
+    #[arg(long, value_name = "AUDIENCE", group = "credential")]
+    jwt_audience: Option<String>,
+    /// Answer 401 to calls without a valid Standard Webhooks `v1`
+    /// signature by one of these `whsec_` keys (whitespace-separated), with
+    /// a timestamp within five minutes. Also read from the environment.
+    #[arg(
+        long,
+        value_name = "KEYS",
+        env = "MOCK_API2_STANDARD_WEBHOOKS_SECRET",
+        hide_env_values = true
+    )]
+    standard_webhooks_secret: Option<String>,
     /// Lifetime of the OAuth2 tokens issued.
     #[arg(long, default_value_t = 3600, value_name = "SECONDS")]
     oauth2_token_seconds: u64,
@@ -82,6 +98,9 @@ impl Args {
                 .map(|(a, b)| (a.to_owned(), b.to_owned()))
                 .ok_or_else(|| format!("--{flag} takes A:B"))
         };
+        if let Some(audience) = &self.jwt_audience {
+            return Ok(Required::Audience(audience.clone()));
+        }
         Ok(match (&self.bearer_token, &self.basic_auth, &self.oauth2_client) {
             (Some(token), _, _) => Required::Bearer(token.clone()),
             (_, Some(basic), _) => {
@@ -144,7 +163,14 @@ async fn main() -> ExitCode {
     // The first stdout line tells scripts and tests the port that was picked.
     println!("mock-api2 listening on {scheme}://{addr} (fail={})", knobs.fail);
     let _ = std::io::stdout().flush();
-    let router = Api2::requiring(knobs, required).router();
+    let mut api = Api2::requiring(knobs, required);
+    if let Some(keys) = &args.standard_webhooks_secret {
+        match Signatures::parse(keys) {
+            Ok(signatures) => api = api.verifying(signatures),
+            Err(e) => return fail(format!("--standard-webhooks-secret: {e}")),
+        }
+    }
+    let router = api.router();
     let served = match tls {
         Some(config) => {
             axum::serve(TlsListener::new(listener, config), router)
