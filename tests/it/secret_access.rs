@@ -205,6 +205,77 @@ async fn a_tenant_cannot_name_a_secret_it_may_not_read() {
     );
 }
 
+/// Signing keys and ServiceAccount tokens by right too: a tenant may name
+/// neither a Secret it may not get as signing keys, nor a ServiceAccount it
+/// may not mint tokens for; with the right to mint for that one account,
+/// the same Destination is admitted.
+#[tokio::test]
+async fn a_tenant_cannot_sign_with_a_secret_or_mint_for_an_account_it_may_not_use() {
+    let env = setup("token-access").await;
+    let user = tenant(&env);
+    apply_json(
+        &env,
+        &json!({"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "payments"}}),
+    );
+    let signing = destination(
+        "signing",
+        json!({"url": "http://api.example/", "signing": {"standardWebhooks": {"secretKeyRef": {"name": "db", "key": "keys"}}}}),
+    );
+    wait_until("the secret-access policy to be active", SOON, || async {
+        apply_as(&env, &user, &signing).err()
+    })
+    .await;
+    assert_refused(
+        &env,
+        &user,
+        &signing,
+        "spec.signing.standardWebhooks.secretKeyRef.name",
+        "secret \"db\"",
+    );
+    let minting = destination(
+        "minting",
+        json!({"url": "http://api.example/", "auth": {"serviceAccountToken": {"serviceAccountName": "payments", "audience": "api"}}}),
+    );
+    let refused = apply_as(&env, &user, &minting).expect_err("refused");
+    for part in [
+        "spec.auth.serviceAccountToken.serviceAccountName",
+        "Forbidden",
+        "serviceaccount \"payments\"",
+        &user,
+        "create serviceaccounts/token",
+    ] {
+        assert!(refused.contains(part), "{part:?} missing from the refusal: {refused}");
+    }
+    apply_json(
+        &env,
+        &json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role", "metadata": {"name": "mint-payments"},
+                "rules": [{"apiGroups": [""], "resources": ["serviceaccounts/token"], "resourceNames": ["payments"],
+                           "verbs": ["create"]}]}),
+    );
+    apply_json(
+        &env,
+        &binding(
+            "RoleBinding",
+            "mint-payments",
+            "Role",
+            "mint-payments",
+            "tenant",
+            &env.namespace,
+        ),
+    );
+    wait_until("the tenant's right to mint for payments to apply", SOON, || async {
+        apply_as(&env, &user, &minting).ok()
+    })
+    .await;
+    // Another account of the namespace is still refused.
+    let mut other = minting.clone();
+    other["spec"]["auth"]["serviceAccountToken"]["serviceAccountName"] = json!("default");
+    assert!(
+        apply_as(&env, &user, &other).is_err(),
+        "minting for default was admitted"
+    );
+}
+
 /// The operator's reads of Secrets narrowed to one namespace, as
 /// `deploy/base/rbac.yaml` says: the cluster-wide role without Secrets, and
 /// `pendingjob-operator-credentials` bound in namespace A only. A's

@@ -252,6 +252,57 @@ async fn paths_that_climb_out_of_their_destination_are_refused_with_the_field_na
 }
 
 #[tokio::test]
+async fn bad_signing_and_identity_settings_are_refused_with_the_field_named() {
+    let env = setup("invalid-trust").await;
+    let destination = |n: usize, spec: &str| {
+        format!(
+            "apiVersion: pendingjob.dev/v1alpha1\nkind: Destination\nmetadata:\n  name: trust-{n}\nspec:\n  url: https://api.example/\n{spec}"
+        )
+    };
+    let account = "  auth:\n    serviceAccountToken:\n      serviceAccountName: caller\n";
+    let cases = [
+        (
+            format!("{account}      audience: api\n      expirationSeconds: 300\n"),
+            "spec.auth.serviceAccountToken.expirationSeconds",
+        ),
+        (
+            format!("{account}      audience: api\n      expirationSeconds: 90000\n"),
+            "spec.auth.serviceAccountToken.expirationSeconds",
+        ),
+        (
+            account.to_owned(),
+            "spec.auth.serviceAccountToken.audience: Required value",
+        ),
+        (
+            format!("{account}      audience: api\n    bearerToken:\n      secretKeyRef: {{name: t, key: t}}\n"),
+            "at most one of bearerToken, basic, oauth2ClientCredentials and serviceAccountToken",
+        ),
+        (
+            "  signing: {}\n".to_owned(),
+            "spec.signing.standardWebhooks: Required value",
+        ),
+        (
+            "  signing:\n    standardWebhooks:\n      secretKeyRef: {name: keys}\n".to_owned(),
+            "spec.signing.standardWebhooks.secretKeyRef.key: Required value",
+        ),
+    ];
+    for (n, (spec, expected)) in cases.iter().enumerate() {
+        let out = apply(&env, &destination(n, spec), true);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{spec}: accepted, but must be refused");
+        assert!(
+            stderr.contains(expected),
+            "{spec}: error must name {expected:?}, got: {stderr}"
+        );
+    }
+    let fine = format!(
+        "{account}      audience: api\n  signing:\n    standardWebhooks:\n      secretKeyRef: {{name: keys, key: keys}}\n"
+    );
+    let out = apply(&env, &destination(99, &fine), true);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+}
+
+#[tokio::test]
 async fn a_minimal_job_gets_the_documented_defaults() {
     let env = setup("defaults").await;
     // A payload of any JSON type is accepted; a string, here.
