@@ -5,7 +5,8 @@ Every run uses the release binaries in $BIN_DIR, the cluster in $KUBECONFIG
 and the pinned kubectl in $PATH. Everything binds 127.0.0.1, is bounded in
 count and time, and is stopped by PID. Sizes can be lowered for a quick look:
 BENCH_SINGLE (100), BENCH_RETRYING (1000), BENCH_DRAIN (10000), BENCH_BIG (2000),
-BENCH_BREAKER (500), BENCH_INTAKE (2000), SCALE_N (100000, see hack/bench_scale.py).
+BENCH_BREAKER (500), BENCH_INTAKE (2000), SCALE_N (100000, see hack/bench_scale.py),
+BENCH_SIGNING (5000, see hack/bench_signing.py).
 """
 
 import json
@@ -27,7 +28,7 @@ DRAIN = int(os.environ.get("BENCH_DRAIN", 10000))
 BIG = int(os.environ.get("BENCH_BIG", 2000))
 BREAKER = int(os.environ.get("BENCH_BREAKER", 500))
 INTAKE = int(os.environ.get("BENCH_INTAKE", 2000))
-# BENCH_ONLY=latency,lateness,isolation,drain,breaker,intake,scale runs only those sections.
+# BENCH_ONLY=latency,lateness,isolation,drain,breaker,intake,signing,scale runs only those sections.
 WORK = tempfile.mkdtemp(prefix="pendingjob-bench-")
 # Runs with a single target let it have the whole pool of 16 calls; the
 # isolation run keeps the defaults (16 in all, 4 per target).
@@ -389,9 +390,15 @@ def scale():
     bench_scale.run(sys.modules[__name__])
 
 
+def signing():
+    import bench_signing
+    bench_signing.run(sys.modules[__name__])
+
+
 def main():
     sections = {"latency": latency, "lateness": lateness_and_writes, "isolation": isolation,
-                "drain": drain_and_memory, "breaker": breaker, "intake": intake, "scale": scale}
+                "drain": drain_and_memory, "breaker": breaker, "intake": intake, "signing": signing,
+                "scale": scale}
     only = os.environ.get("BENCH_ONLY", ",".join(sections)).split(",")
     try:
         for name in only:

@@ -8,7 +8,11 @@
 #   5. the seed's own flow through API 1 (pendingjob-intake): curl POSTs
 #      {"name":"hello"}, the job retries while API 2 is down, API 2 comes
 #      back, the job succeeds, and curl GETs its status;
-#   6. clean up what the demo started.
+#   6. a target that trusts its caller: a second API 2 that checks Standard
+#      Webhooks signatures and the audience of a ServiceAccount token, called
+#      through a Destination that signs and mints one; an unsigned call is
+#      refused (401);
+#   7. clean up what the demo started.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -19,12 +23,12 @@ WORK=$(mktemp -d)
 
 say() { printf '\n\033[1m==> %s\033[0m\n' "$*"; }
 
-started_plane='' api2_pid='' operator_pid='' intake_pid=''
+started_plane='' api2_pid='' operator_pid='' intake_pid='' trusting_pid=''
 cleanup() {
 	local rc=$?
 	say "cleaning up"
 	kubectl delete pendingjobs --all --namespace "$NAMESPACE" --ignore-not-found --wait=false >/dev/null 2>&1 || true
-	for pid in $intake_pid $operator_pid $api2_pid; do
+	for pid in $trusting_pid $intake_pid $operator_pid $api2_pid; do
 		kill "$pid" 2>/dev/null && wait "$pid" 2>/dev/null || true
 	done
 	[[ -n $started_plane ]] && "$CLUSTER" down
@@ -178,4 +182,60 @@ kubectl wait --for=condition=Succeeded "pendingjob/$JOB" --namespace "$NAMESPACE
 say "curl http://$INTAKE$STATUS"
 curl -fsS "http://$INTAKE$STATUS" -H "Authorization: Bearer $TOKEN"
 echo
+
+say "a target that trusts its caller: signed calls and a ServiceAccount token"
+KEY="whsec_$(head -c 32 /dev/urandom | base64)"
+MOCK_API2_STANDARD_WEBHOOKS_SECRET=$KEY "$BIN_DIR/mock-api2" --listen 127.0.0.1:0 --jwt-audience api2.demo \
+	>"$WORK/trusting.out" 2>"$WORK/trusting.log" &
+trusting_pid=$!
+TRUSTING=
+for _ in $(seq 1 100); do
+	TRUSTING=$(grep -o 'http://[0-9.:]*' "$WORK/trusting.out" 2>/dev/null | head -n 1) && [[ -n $TRUSTING ]] && break
+	sleep 0.1
+done
+[[ -n $TRUSTING ]] || {
+	echo "the second mock-api2 did not start: $(cat "$WORK/trusting.log")" >&2
+	exit 1
+}
+echo "this API 2 ($TRUSTING) answers 401 unless a call is signed with its key and carries a token for audience api2.demo"
+kubectl apply --namespace "$NAMESPACE" -f - <<YAML
+apiVersion: v1
+kind: Secret
+metadata: {name: api2-signing}
+stringData: {keys: "$KEY"}
+---
+apiVersion: v1
+kind: ServiceAccount
+metadata: {name: api2-caller}
+---
+apiVersion: pendingjob.dev/v1alpha1
+kind: Destination
+metadata: {name: trusted}
+spec:
+  url: "$TRUSTING"
+  signing: {standardWebhooks: {secretKeyRef: {name: api2-signing, key: keys}}}
+  auth: {serviceAccountToken: {serviceAccountName: api2-caller, audience: api2.demo}}
+---
+apiVersion: pendingjob.dev/v1alpha1
+kind: Destination
+metadata: {name: unsigned}
+spec:
+  url: "$TRUSTING"
+  auth: {serviceAccountToken: {serviceAccountName: api2-caller, audience: api2.demo}}
+---
+apiVersion: pendingjob.dev/v1alpha1
+kind: PendingJob
+metadata: {name: signed-hello}
+spec: {destinationRef: {name: trusted}, target: {path: /api2/simulate}, payload: {name: hello}}
+---
+apiVersion: pendingjob.dev/v1alpha1
+kind: PendingJob
+metadata: {name: unsigned-hello}
+spec: {destinationRef: {name: unsigned}, target: {path: /api2/simulate}, payload: {name: hello}}
+YAML
+kubectl wait --for=condition=Succeeded pendingjob/signed-hello --namespace "$NAMESPACE" --timeout=60s
+kubectl wait --for=jsonpath='{.status.phase}'=Failed pendingjob/unsigned-hello --namespace "$NAMESPACE" --timeout=60s
+kubectl get pendingjobs signed-hello unsigned-hello --namespace "$NAMESPACE" \
+	-o custom-columns='NAME:.metadata.name,PHASE:.status.phase,CODE:.status.lastStatusCode'
+echo "what this API 2 saw: $(curl -fsS "$TRUSTING/api2/stats" | grep -o '"totalRequests":[0-9]*,\|"unauthorized":[0-9]*,"badSignatures":[0-9]*' | tr -d '\n')"
 say "demo complete"
