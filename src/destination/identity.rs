@@ -6,15 +6,13 @@
 //!   API server granted, so a call never carries one about to expire.
 //! - One TokenRequest per destination at a time; other destinations do not
 //!   wait. A request that failed is not made again for that destination
-//!   before [`super::oauth2::fetch_backoff`] (1 s, 2 s … 1 min), so waiting
+//!   before [`super::held::fetch_backoff`] (1 s, 2 s … 1 min), so waiting
 //!   jobs never cause a request each.
 //! - Only a user who may `create` `serviceaccounts/token` for that
 //!   ServiceAccount may name it (`crds/secret-access.yaml`): the operator
 //!   mints for no one who could not mint it themselves.
 //! - Tokens never reach a message, a log line, an Event or a status.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use jiff::Timestamp;
@@ -24,36 +22,17 @@ use kube::api::PostParams;
 use kube::{Api, Client};
 use reqwest::header::HeaderValue;
 
-use super::oauth2::fetch_backoff;
+use super::held::PerDestination;
 use super::secrets::Unusable;
 use crate::api::ServiceAccountToken;
 
 /// The share of a token's lifetime after which a new one is minted.
 const RENEW_AT: f64 = 0.8;
 
-struct Cached {
-    settings: ServiceAccountToken,
-    header: HeaderValue,
-    renew_at: Instant,
-}
-
-struct Failed {
-    settings: ServiceAccountToken,
-    error: Unusable,
-    failures: u32,
-    retry_at: Instant,
-}
-
-#[derive(Default)]
-struct Held {
-    token: Option<Cached>,
-    failed: Option<Failed>,
-}
-
 /// The ServiceAccount tokens held, per destination.
 pub struct Identities {
     client: Client,
-    by_destination: Mutex<HashMap<String, Arc<tokio::sync::Mutex<Held>>>>,
+    held: PerDestination<ServiceAccountToken>,
 }
 
 impl Identities {
@@ -61,7 +40,7 @@ impl Identities {
     pub fn new(client: Client) -> Self {
         Self {
             client,
-            by_destination: Mutex::default(),
+            held: PerDestination::default(),
         }
     }
 
@@ -73,44 +52,22 @@ impl Identities {
         settings: &ServiceAccountToken,
         namespace: &str,
     ) -> Result<HeaderValue, Unusable> {
-        let slot = self.slot(key);
+        let slot = self.held.slot(key);
         let mut held = slot.lock().await;
-        if let Some(cached) = &held.token
-            && cached.settings == *settings
-            && Instant::now() < cached.renew_at
-        {
-            return Ok(cached.header.clone());
+        if let Some(header) = held.fresh(settings) {
+            return Ok(header);
         }
-        if let Some(failed) = &held.failed
-            && failed.settings == *settings
-            && Instant::now() < failed.retry_at
-        {
-            return Err(failed.error.clone());
+        if let Some(error) = held.still_failing(settings) {
+            return Err(error);
         }
         let asked_at = Instant::now();
         match self.mint(settings, namespace).await {
             Ok((header, lifetime)) => {
-                held.failed = None;
-                held.token = Some(Cached {
-                    settings: settings.clone(),
-                    header: header.clone(),
-                    renew_at: asked_at + renew_after(lifetime),
-                });
+                held.fetched(settings.clone(), header.clone(), asked_at, renew_after(lifetime));
                 Ok(header)
             }
             Err(error) => {
-                let failures = held
-                    .failed
-                    .as_ref()
-                    .filter(|failed| failed.settings == *settings)
-                    .map_or(1, |failed| failed.failures.saturating_add(1));
-                held.token = None;
-                held.failed = Some(Failed {
-                    settings: settings.clone(),
-                    error: error.clone(),
-                    failures,
-                    retry_at: Instant::now() + fetch_backoff(failures),
-                });
+                held.failed(settings.clone(), error.clone());
                 Err(error)
             }
         }
@@ -118,25 +75,13 @@ impl Identities {
 
     /// Drops destination `key`'s token and its record of failures.
     pub fn remove(&self, key: &str) {
-        self.by_destination
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .remove(key);
+        self.held.remove(key);
     }
 
     /// How many destinations have a token or failure held.
     #[cfg(test)]
     pub(crate) fn len(&self) -> usize {
-        self.by_destination.lock().unwrap_or_else(PoisonError::into_inner).len()
-    }
-
-    fn slot(&self, key: &str) -> Arc<tokio::sync::Mutex<Held>> {
-        self.by_destination
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .entry(key.to_owned())
-            .or_default()
-            .clone()
+        self.held.len()
     }
 
     /// One TokenRequest: the header and the lifetime granted.

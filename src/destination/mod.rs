@@ -16,6 +16,7 @@
 
 pub mod credentials;
 pub mod forget;
+pub mod held;
 pub mod identity;
 pub mod oauth2;
 pub mod reconciler;

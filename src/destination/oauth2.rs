@@ -16,7 +16,7 @@
 //!   answer, and is recorded as such. Each attempt is still one call.
 //! - One fetch per destination at a time; other destinations do not wait.
 //!   A fetch that failed is not tried again for that destination before
-//!   [`fetch_backoff`] (1 s, 2 s, 4 s … 1 min): its jobs and its
+//!   [`super::held::fetch_backoff`] (1 s, 2 s, 4 s … 1 min): its jobs and its
 //!   controller get the same answer meanwhile, so waiting jobs never cause
 //!   a fetch each.
 //! - At most [`MAX_TOKEN_RESPONSE_BYTES`] of an answer are read; a longer
@@ -25,14 +25,13 @@
 //! - Tokens and client secrets never reach a message, a log line or a
 //!   status: errors name the endpoint and its status code only.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use base64::Engine as _;
 use reqwest::header::{AUTHORIZATION, HeaderValue};
 use serde::Deserialize;
 
+use super::held::PerDestination;
 use super::secrets::{Secrets, Unusable};
 use crate::api::OAuth2ClientCredentials;
 use crate::delivery::call::body_within;
@@ -49,8 +48,6 @@ const TOKEN_TIMEOUT: Duration = Duration::from_secs(10);
 /// Most bytes of a token endpoint's answer that are read; a token response
 /// is a few hundred bytes.
 pub const MAX_TOKEN_RESPONSE_BYTES: usize = 64 * 1024;
-/// Longest pause between fetches for a destination whose fetches fail.
-const MAX_FETCH_BACKOFF: Duration = Duration::from_secs(60);
 
 /// A token to call with, and whether it was fetched for this call.
 #[derive(Clone, Debug)]
@@ -70,31 +67,10 @@ struct Source {
     scopes: Vec<String>,
 }
 
-struct Cached {
-    source: Source,
-    header: HeaderValue,
-    refresh_at: Instant,
-}
-
-/// A fetch that failed, remembered until it may be tried again.
-struct Failed {
-    source: Source,
-    error: Unusable,
-    failures: u32,
-    retry_at: Instant,
-}
-
-/// What is held for one destination.
-#[derive(Default)]
-struct Held {
-    token: Option<Cached>,
-    failed: Option<Failed>,
-}
-
 /// The tokens held, per destination.
 #[derive(Default)]
 pub struct Tokens {
-    by_destination: Mutex<HashMap<String, Arc<tokio::sync::Mutex<Held>>>>,
+    held: PerDestination<Source>,
 }
 
 /// The token endpoint's answer (§5.1).
@@ -133,46 +109,22 @@ impl Tokens {
                 .await?,
             scopes: settings.scopes.clone(),
         };
-        let slot = self.slot(key);
+        let slot = self.held.slot(key);
         let mut held = slot.lock().await;
-        if let Some(cached) = &held.token
-            && cached.source == source
-            && Instant::now() < cached.refresh_at
-        {
-            return Ok(Token {
-                header: cached.header.clone(),
-                fresh: false,
-            });
+        if let Some(header) = held.fresh(&source) {
+            return Ok(Token { header, fresh: false });
         }
-        if let Some(failed) = &held.failed
-            && failed.source == source
-            && Instant::now() < failed.retry_at
-        {
-            return Err(failed.error.clone());
+        if let Some(error) = held.still_failing(&source) {
+            return Err(error);
         }
         let fetched_at = Instant::now();
         match fetch(&source, clients).await {
             Ok((header, lifetime)) => {
-                held.failed = None;
-                held.token = Some(Cached {
-                    source,
-                    header: header.clone(),
-                    refresh_at: fetched_at + refresh_after(lifetime),
-                });
+                held.fetched(source, header.clone(), fetched_at, refresh_after(lifetime));
                 Ok(Token { header, fresh: true })
             }
             Err(error) => {
-                let failures = held
-                    .failed
-                    .as_ref()
-                    .filter(|failed| failed.source == source)
-                    .map_or(1, |failed| failed.failures.saturating_add(1));
-                held.failed = Some(Failed {
-                    source,
-                    error: error.clone(),
-                    failures,
-                    retry_at: Instant::now() + fetch_backoff(failures),
-                });
+                held.failed(source, error.clone());
                 Err(error)
             }
         }
@@ -181,7 +133,7 @@ impl Tokens {
     /// Drops destination `key`'s token if it is still `used`, the one a
     /// target refused.
     pub async fn forget(&self, key: &str, used: &HeaderValue) {
-        let slot = self.slot(key);
+        let slot = self.held.slot(key);
         let mut held = slot.lock().await;
         if held.token.as_ref().is_some_and(|cached| cached.header == used) {
             held.token = None;
@@ -190,33 +142,14 @@ impl Tokens {
 
     /// Drops destination `key`'s token and its record of failed fetches.
     pub fn remove(&self, key: &str) {
-        self.by_destination
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .remove(key);
+        self.held.remove(key);
     }
 
     /// How many destinations have a token or failure held.
     #[cfg(test)]
     pub(crate) fn len(&self) -> usize {
-        self.by_destination.lock().unwrap_or_else(PoisonError::into_inner).len()
+        self.held.len()
     }
-
-    fn slot(&self, key: &str) -> Arc<tokio::sync::Mutex<Held>> {
-        self.by_destination
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .entry(key.to_owned())
-            .or_default()
-            .clone()
-    }
-}
-
-/// How long a destination waits for its next fetch after `failures` failed
-/// ones in a row: 1 s, doubling, at most [`MAX_FETCH_BACKOFF`].
-pub fn fetch_backoff(failures: u32) -> Duration {
-    let doublings = failures.saturating_sub(1).min(16);
-    Duration::from_secs(1u64 << doublings).min(MAX_FETCH_BACKOFF)
 }
 
 /// How long after it was fetched a token of `lifetime` is replaced.
@@ -317,23 +250,6 @@ async fn fetch(source: &Source, clients: &HttpClients) -> Result<(HeaderValue, D
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn failed_fetches_back_off_to_a_minute() {
-        let cases = [
-            (1, 1),
-            (2, 2),
-            (3, 4),
-            (4, 8),
-            (6, 32),
-            (7, 60),
-            (40, 60),
-            (u32::MAX, 60),
-        ];
-        for (failures, seconds) in cases {
-            assert_eq!(fetch_backoff(failures), Duration::from_secs(seconds), "{failures}");
-        }
-    }
 
     #[test]
     fn tokens_are_replaced_before_they_expire() {
