@@ -29,6 +29,10 @@ pub const WEBHOOK_SIGNATURE: HeaderName = HeaderName::from_static("webhook-signa
 const SECRET_BYTES: std::ops::RangeInclusive<usize> = 24..=64;
 /// An Ed25519 seed.
 const SEED_BYTES: usize = 32;
+/// Most keys that sign at once: a rotation needs two or three, and each
+/// key costs every call a signature, so a tenant's Secret cannot make our
+/// calls slow or their headers huge.
+pub const MAX_KEYS: usize = 8;
 
 /// Why a list of keys cannot sign; never holds a key.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -48,6 +52,9 @@ pub enum KeyError {
     /// A `whsk_` key is not a 32-byte seed.
     #[error("key {0} (whsk_) is {1} bytes long: an Ed25519 seed is 32")]
     SeedLength(usize, usize),
+    /// More keys than [`MAX_KEYS`].
+    #[error("holds {0} keys: at most {MAX_KEYS} may sign")]
+    TooMany(usize),
 }
 
 enum Key {
@@ -81,6 +88,10 @@ impl Signer {
     /// 1 in errors.
     pub fn parse(text: &[u8]) -> Result<Self, KeyError> {
         let text = String::from_utf8_lossy(text);
+        let count = text.split_whitespace().count();
+        if count > MAX_KEYS {
+            return Err(KeyError::TooMany(count));
+        }
         let keys = text
             .split_whitespace()
             .enumerate()
@@ -211,13 +222,15 @@ mod tests {
         let short = format!("whsec_{}", STANDARD.encode([1u8; 16]));
         let long = format!("whsec_{}", STANDARD.encode([1u8; 65]));
         let seed = format!("whsk_{}", STANDARD.encode([1u8; 31]));
-        let cases: [(String, KeyError); 6] = [
+        let many = [SECRET; MAX_KEYS + 1].join(" ");
+        let cases: [(String, KeyError); 7] = [
             (String::new(), KeyError::Empty),
             (" \n\t".to_owned(), KeyError::Empty),
             (format!("{SECRET} s3cr3t-plain"), KeyError::Prefix(2)),
             ("whsec_not*base64".to_owned(), KeyError::Base64(1)),
             (format!("{short} {long}"), KeyError::SecretLength(1, 16)),
             (format!("{SECRET} {seed}"), KeyError::SeedLength(2, 31)),
+            (many, KeyError::TooMany(MAX_KEYS + 1)),
         ];
         for (text, want) in cases {
             let error = Signer::parse(text.as_bytes()).expect_err(&want.to_string());
