@@ -1,22 +1,32 @@
 //! How a kept job is written down: its slim JSON, less what every job
-//! shares or its entry holds, and read back whole.
+//! shares or its entry holds, deflated ([`super::deflate`]), and read back
+//! whole.
 
 use std::sync::OnceLock;
 
 use kube::{Resource, ResourceExt};
 use serde_json::{Map, Value};
 
+use super::deflate::{InflateError, deflate, inflate};
 use crate::api::{PendingJob, PendingJobSpec, PendingJobStatus};
 use crate::store::uid;
+
+/// Why kept bytes did not read back as a job.
+#[derive(Debug, thiserror::Error)]
+pub(super) enum ReadError {
+    #[error(transparent)]
+    Inflate(#[from] InflateError),
+    #[error("kept JSON is not a job: {0}")]
+    Json(#[from] serde_json::Error),
+}
 
 /// `job` as kept: its JSON without `apiVersion` and `kind`, which every
 /// job shares, its uid and namespace, which its entry holds, and the
 /// spec's and status's fields that are `false`, 0 or their defaults (the
 /// retry policy and method the API server filled in), which read back as
-/// such. `spec.notBefore` keeps its
-/// full precision: a `Time` writes whole seconds, and a job must never go
-/// back with an earlier one.
-pub(super) fn to_json(job: &PendingJob) -> Option<Vec<u8>> {
+/// such. `spec.notBefore` keeps its full precision: a `Time` writes whole
+/// seconds, and a job must never go back with an earlier one. Deflated.
+pub(super) fn to_json(job: &PendingJob) -> Option<Box<[u8]>> {
     let mut value = serde_json::to_value(job).ok()?;
     let fields = value.as_object_mut()?;
     fields.remove("apiVersion");
@@ -35,7 +45,7 @@ pub(super) fn to_json(job: &PendingJob) -> Option<Vec<u8>> {
             drop_defaults(part, defaults);
         }
     }
-    serde_json::to_vec(&value).ok()
+    deflate(&serde_json::to_vec(&value).ok()?)
 }
 
 /// The JSON of a spec and of a status that omit every field they may:
@@ -67,8 +77,8 @@ fn drop_defaults(fields: &mut Map<String, Value>, defaults: &Value) {
 }
 
 /// The job with `uid` in `namespace` kept as `bytes` by [`to_json`].
-pub(super) fn from_json(bytes: &[u8], uid: u128, namespace: &str) -> serde_json::Result<PendingJob> {
-    let mut value: Value = serde_json::from_slice(bytes)?;
+pub(super) fn from_json(bytes: &[u8], uid: u128, namespace: &str) -> Result<PendingJob, ReadError> {
+    let mut value: Value = serde_json::from_slice(&inflate(bytes)?)?;
     if let Some(fields) = value.as_object_mut() {
         fields.insert("apiVersion".into(), PendingJob::api_version(&()).into());
         fields.insert("kind".into(), PendingJob::kind(&()).into());
@@ -79,7 +89,7 @@ pub(super) fn from_json(bytes: &[u8], uid: u128, namespace: &str) -> serde_json:
             }
         }
     }
-    serde_json::from_value(value)
+    Ok(serde_json::from_value(value)?)
 }
 
 /// Whether `bytes` read back as `job`, with `uid`.

@@ -5,8 +5,9 @@
 //! suspended needs nothing until a time, or until it changes. The cache
 //! would hold it as a whole object, with the controller's keys and timers
 //! beside it, several times its JSON. Such a job leaves the cache and is
-//! kept here as its slim JSON (what [`super::cache::slim`] leaves) and its
-//! wake-up time: [`LEAD`] before it is due, it goes back to the cache as it
+//! kept here as its slim JSON (what [`super::cache::slim`] leaves),
+//! deflated against what kept jobs share ([`deflate`]), and its wake-up
+//! time: [`LEAD`] before it is due, it goes back to the cache as it
 //! was watched, and the controller takes it from there. Its payload stays
 //! in [`super::payloads`], since it has a call to make.
 //!
@@ -60,7 +61,7 @@ struct Entry {
     wake_at: i64,
     /// The list that last showed it.
     listed: u32,
-    /// Its slim JSON.
+    /// Its slim JSON, deflated.
     job: Box<[u8]>,
 }
 
@@ -260,7 +261,7 @@ impl Inner {
             phase: job.status.as_ref().map(|s| s.phase).unwrap_or_default(),
             wake_at,
             listed: self.list,
-            job: bytes.into_boxed_slice(),
+            job: bytes,
         };
         if wake_at != i64::MAX {
             self.waking.insert((wake_at, uid));
@@ -322,6 +323,7 @@ impl std::fmt::Display for Wake {
     }
 }
 
+mod deflate;
 mod json;
 pub mod stage;
 

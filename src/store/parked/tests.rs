@@ -1,5 +1,6 @@
 use futures::StreamExt;
 
+use super::deflate::inflate;
 use super::json::{from_json, reads_back, to_json};
 use super::*;
 use crate::api::PendingJobStatus;
@@ -165,7 +166,7 @@ fn a_kept_job_is_its_compact_json_and_reads_back_whole() {
     }
     let plain = serde_json::to_vec(&seen).expect("json");
     let kept = to_json(&seen).expect("kept");
-    let text = String::from_utf8(kept.clone()).expect("utf-8");
+    let text = String::from_utf8(inflate(&kept).expect("inflates")).expect("utf-8");
     for gone in [
         "apiVersion",
         "kind",
@@ -182,10 +183,16 @@ fn a_kept_job_is_its_compact_json_and_reads_back_whole() {
         assert!(!text.contains(gone), "{gone} in {text}");
     }
     assert!(
-        kept.len() + 120 < plain.len(),
+        text.len() + 120 < plain.len(),
         "{} of {} bytes",
-        kept.len(),
+        text.len(),
         plain.len()
+    );
+    assert!(
+        kept.len() * 2 < text.len(),
+        "deflated to {} of {} bytes",
+        kept.len(),
+        text.len()
     );
     let number = uid::parse(UID).expect("uid");
     assert!(reads_back(&kept, number, &seen));
