@@ -15,9 +15,10 @@
 //! | [`observe`] | metrics, gauges, logging, the admin server | the above |
 //! | [`job`] | the PendingJob controller: plan, transitions, tasks, writes | the above |
 //! | [`intake`] | `pendingjob-intake`, the seed's API 1 | the above |
+//! | [`plugin`] | `kubectl pj`: why a job waits, redrive, suspend, stats | the above |
 //! | [`operator`] | the process: wires watches, caches and controllers | everything |
 //!
-//! The binaries (`src/main.rs`, `src/bin/`) only parse flags and wire
+//! The binaries (`src/main.rs`, `src/bin/`, `kubectl-pj` among them) only parse flags and wire
 //! things up.
 
 pub mod api;
@@ -28,4 +29,5 @@ pub mod job;
 pub mod leadership;
 pub mod observe;
 pub mod operator;
+pub mod plugin;
 pub mod store;

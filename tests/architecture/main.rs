@@ -44,6 +44,8 @@ const LAYERS: &[(&str, u8)] = &[
     ("job", 5),
     // API 1, the HTTP intake.
     ("intake", 5),
+    // kubectl pj: reads what the operator records; imports only api.
+    ("plugin", 5),
     // The process: wires everything.
     ("operator", 6),
 ];
