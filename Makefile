@@ -5,7 +5,7 @@ CACHE ?= $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/pendingjob-operator
 export CARGO_TARGET_DIR ?= $(CACHE)/target
 
 .PHONY: test demo kind-demo bench chaos crds cluster-up cluster-down cluster-env cluster-build \
-	node-up node-down node-env e2e
+	node-up node-down node-env e2e chart-docs
 
 ## demo: the seed's scenario end to end on a local control plane
 demo:
@@ -59,7 +59,12 @@ bench:
 chaos:
 	hack/chaos.sh
 
-## crds: regenerate crds/pendingjob.yaml and crds/destination.yaml from the Rust types
+## crds: regenerate crds/pendingjob.yaml and crds/destination.yaml from the Rust types, and the chart's copies
 crds:
 	cargo run --quiet --bin pendingjob-operator -- crd pendingjob > crds/pendingjob.yaml
 	cargo run --quiet --bin pendingjob-operator -- crd destination > crds/destination.yaml
+	cp crds/pendingjob.yaml crds/destination.yaml charts/pendingjob-operator/crds/
+
+## chart-docs: regenerate the values table of charts/pendingjob-operator/README.md (helm-docs)
+chart-docs:
+	"$$(hack/tools.sh helm-docs)" --chart-search-root charts --template-files README.md.gotmpl

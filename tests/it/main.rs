@@ -2,6 +2,7 @@
 //! `KUBECONFIG`; `make test` starts one on loopback and sets it.
 
 mod auth;
+mod chart;
 mod control_plane;
 mod deploy;
 mod destinations;
@@ -18,6 +19,7 @@ mod lifecycle;
 mod network_policies;
 mod operator;
 mod payloads;
+mod plugin;
 mod processes;
 mod proxy;
 mod quiet;
