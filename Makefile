@@ -19,7 +19,7 @@ kind-demo:
 test:
 	hack/test.sh
 
-## cluster-up: build (once) and start etcd + kube-apiserver on loopback
+## cluster-up: build (once) and start etcd + kube-apiserver on loopback (K8S_VERSION=v1.32.13 for another of the window)
 cluster-up:
 	hack/cluster.sh up
 

@@ -13,7 +13,8 @@
 #   hack/cluster.sh bindir   print the directory holding the pinned binaries
 #
 # Environment: PENDINGJOB_CACHE (cache root), CLUSTER_DIR (state, default .cluster),
-# K8S_VERSION (a Kubernetes of the supported window; default the pinned KUBE_VERSION).
+# K8S_VERSION (a Kubernetes of the supported window; default the pinned KUBE_VERSION),
+# CLUSTER_FEATURE_GATES (kube-apiserver --feature-gates, e.g. WatchList=false).
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -145,7 +146,15 @@ start_once() {
 		--initial-cluster "pendingjob-local=http://127.0.0.1:$etcd_peer_port" \
 		--unsafe-no-fsync \
 		--log-level warn
+	# Kubernetes 1.37 refuses a loopback advertise address for the endpoint
+	# reconciler; a plane without nodes needs no kubernetes Service endpoints.
+	local extra=()
+	local minor=${KUBE_VERSION#v1.}
+	minor=${minor%%.*}
+	((minor < 37)) || extra+=(--endpoint-reconciler-type=none)
+	[[ -z ${CLUSTER_FEATURE_GATES:-} ]] || extra+=(--feature-gates="$CLUSTER_FEATURE_GATES")
 	start_bg kube-apiserver "$BIN/kube-apiserver" \
+		"${extra[@]}" \
 		--etcd-servers "http://127.0.0.1:$etcd_port" \
 		--bind-address 127.0.0.1 \
 		--advertise-address 127.0.0.1 \

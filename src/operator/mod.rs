@@ -129,7 +129,7 @@ pub async fn run(
     if !wait_for_api(&jobs(&clients.requests), shutdown.clone()).await {
         return;
     }
-    let initial_list = settings.initial_list;
+    let initial_list = settings.initial_list.resolve(&jobs(&clients.requests)).await;
     let election = match &settings.lease {
         Some(lease) => Election::join(clients.requests.clone(), lease.clone()),
         None => Election::none(),

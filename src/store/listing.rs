@@ -17,7 +17,11 @@
 
 use std::fmt;
 
+use futures::StreamExt as _;
+use kube::Resource;
+use kube::api::{Api, WatchEvent, WatchParams};
 use kube::runtime::watcher;
+use serde::de::DeserializeOwned;
 
 /// Jobs per page of a paged initial list: a page is parsed whole, payloads
 /// and all, before the cache slims it, so small pages keep the start-up peak
@@ -43,7 +47,36 @@ impl fmt::Display for InitialList {
     }
 }
 
+/// How long [`InitialList::resolve`] waits for the API server to end a
+/// streaming list of nothing.
+const PROBE_TIMEOUT_SECONDS: u32 = 5;
+
 impl InitialList {
+    /// The choice this API server can serve: `stream` becomes `paged`, with
+    /// a warning, when a streaming list of no object is refused or never
+    /// ends with its bookmark (a server before 1.32, or with the
+    /// `WatchList` feature gate off). The watcher would otherwise wait for
+    /// that bookmark forever, and the cache would never sync.
+    pub async fn resolve<K>(self, api: &Api<K>) -> Self
+    where
+        K: Resource + Clone + DeserializeOwned + std::fmt::Debug,
+    {
+        if self == Self::Paged {
+            return self;
+        }
+        match streams(api).await {
+            Ok(()) => self,
+            Err(why) => {
+                tracing::warn!(
+                    %why,
+                    "--initial-list=stream needs streaming lists (Kubernetes 1.32 or later, with the WatchList \
+                     feature gate on), which this API server does not serve: falling back to paged lists"
+                );
+                Self::Paged
+            }
+        }
+    }
+
     /// The watcher configuration for this choice.
     #[must_use]
     pub fn apply(self, config: watcher::Config) -> watcher::Config {
@@ -53,6 +86,35 @@ impl InitialList {
         }
     }
 }
+
+/// Whether the API server ends a streaming list of `api`'s resource,
+/// selecting no object, with the bookmark that marks its initial events' end.
+async fn streams<K>(api: &Api<K>) -> Result<(), String>
+where
+    K: Resource + Clone + DeserializeOwned + std::fmt::Debug,
+{
+    let params = WatchParams::streaming_lists()
+        .fields("metadata.name=pendingjob-operator.streaming-list-probe")
+        .timeout(PROBE_TIMEOUT_SECONDS);
+    let probe = async {
+        let mut events = api.watch(&params, "").await.map_err(|e| e.to_string())?.boxed();
+        while let Some(event) = events.next().await {
+            match event.map_err(|e| e.to_string())? {
+                WatchEvent::Bookmark(b) if b.metadata.annotations.contains_key(INITIAL_EVENTS_END) => return Ok(()),
+                WatchEvent::Error(e) => return Err(e.to_string()),
+                _ => {}
+            }
+        }
+        Err("the watch ended without the bookmark that ends a streaming list".to_owned())
+    };
+    let limit = std::time::Duration::from_secs(u64::from(PROBE_TIMEOUT_SECONDS) + 5);
+    tokio::time::timeout(limit, probe)
+        .await
+        .unwrap_or_else(|_| Err(format!("no answer in {}s", limit.as_secs())))
+}
+
+/// The annotation of the bookmark that ends a streaming list's initial events.
+const INITIAL_EVENTS_END: &str = "k8s.io/initial-events-end";
 
 #[cfg(test)]
 mod tests {

@@ -87,9 +87,17 @@ async fn a_hanging_target_holds_only_its_share_of_the_calls() {
 
 /// Jobs that exist before the operator starts reach it through the initial
 /// list, streamed or paged alike: each is called once and Succeeds, and the
-/// log says which list filled the cache.
+/// log says which list filled the cache. On an API server that does not
+/// serve streaming lists (`make test` runs the oldest plane of the window
+/// with the WatchList gate off and sets PENDINGJOB_TEST_STREAMING_LISTS=refused),
+/// `stream` says so at start and falls back to paged.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn jobs_created_before_start_are_delivered_with_either_initial_list() {
+    let served = match std::env::var("PENDINGJOB_TEST_STREAMING_LISTS").as_deref() {
+        Ok("served") | Err(_) => true,
+        Ok("refused") => false,
+        Ok(other) => panic!("PENDINGJOB_TEST_STREAMING_LISTS={other}: expected served or refused"),
+    };
     for strategy in ["stream", "paged"] {
         let env = setup(&format!("list-{strategy}")).await;
         let api2 = MockApi2::start(&[]);
@@ -114,9 +122,22 @@ async fn jobs_created_before_start_are_delivered_with_either_initial_list() {
         let stats = api2.stats().await;
         assert_eq!(stats.total_requests, 120, "one call per job ({strategy})");
         assert_eq!(stats.unique_keys, 120, "every job called ({strategy})");
+        let log = operator.log_text();
+        let fell_back = log.contains("falling back to paged lists");
+        let used = if strategy == "stream" && !served {
+            "paged"
+        } else {
+            strategy
+        };
         assert!(
-            operator.log_text().contains(&format!("initial_list={strategy}")),
-            "the log names the {strategy} list"
+            log.contains(&format!("initial_list={used}")),
+            "the log names the {used} list"
+        );
+        assert_eq!(
+            fell_back,
+            strategy == "stream" && !served,
+            "--initial-list={strategy} on a server that {} streaming lists: the fallback is logged only where they are refused",
+            if served { "serves" } else { "refuses" }
         );
         operator.kill();
     }
