@@ -117,7 +117,8 @@ fn objects(names: &[String]) -> Result<Vec<Object>, Error> {
 /// Prints each object's line (refusals on stderr) and the summary; fails if any was refused.
 fn report(summary: &Summary) -> ExitCode {
     for line in &summary.lines {
-        if line.starts_with("Error from server") || line.starts_with("error:") {
+        if line.starts_with("Error from server") || line.starts_with("error:") || line.starts_with("Unable to connect")
+        {
             eprintln!("{line}");
         } else {
             println!("{line}");
@@ -140,13 +141,13 @@ async fn connect(path: Option<&std::path::Path>, context: Option<String>) -> Res
     };
     let config = match path {
         Some(path) => {
-            let kubeconfig = Kubeconfig::read_from(path).map_err(|e| Error::Client(e.to_string()))?;
+            let kubeconfig = Kubeconfig::read_from(path).map_err(|e| Error::Usage(e.to_string()))?;
             Config::from_custom_kubeconfig(kubeconfig, &options).await
         }
         None => Config::from_kubeconfig(&options).await,
     }
-    .map_err(|e| Error::Client(e.to_string()))?;
+    .map_err(|e| Error::Usage(format!("reading the kubeconfig: {e}")))?;
     let namespace = config.default_namespace.clone();
-    let client = Client::try_from(config).map_err(|e| Error::Client(e.to_string()))?;
+    let client = Client::try_from(config).map_err(|e| Error::Usage(format!("building the client: {e}")))?;
     Ok((client, namespace))
 }

@@ -26,8 +26,8 @@ pub enum Error {
     /// The API server refused: `Error from server (Forbidden): …`.
     #[error("Error from server ({reason}): {message}")]
     Server { reason: String, message: String },
-    /// The request did not get an answer.
-    #[error("error: {0}")]
+    /// The request did not get an answer, as kubectl says it.
+    #[error("Unable to connect to the server: {0}")]
     Client(String),
     /// Bad arguments.
     #[error("error: {0}")]
@@ -45,9 +45,24 @@ impl From<kube::Error> for Error {
                 },
                 message: status.message.clone(),
             },
-            other => Self::Client(other.to_string()),
+            other => Self::Client(chain(&other)),
         }
     }
+}
+
+/// An error and its sources, `a: b: c`, so that the cause (a refused
+/// connection, a bad certificate) is named.
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !text.contains(&cause_text) {
+            text = format!("{text}: {cause_text}");
+        }
+        source = cause.source();
+    }
+    text
 }
 
 /// Which namespaces a command looks at.
@@ -136,7 +151,7 @@ pub async fn why(client: &Client, namespace: &str, name: &str, now: Timestamp) -
         let ready = s.conditions.iter().find(|c| c.type_ == "Ready");
         let _ = writeln!(
             out,
-            "Destination:  {} (Ready {}, circuit {}, {} in flight, {} waiting{})",
+            "Destination:  {} (Ready {}, circuit {}, {} in flight and {} waiting as last counted{})",
             d.name_any(),
             ready.map_or("unknown", |c| c.status.as_str()),
             s.circuit.map_or_else(|| "none".to_owned(), |c| format!("{c:?}")),

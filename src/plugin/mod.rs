@@ -37,7 +37,9 @@ pub fn human_duration(seconds: i64) -> String {
 pub fn when(at: jiff::Timestamp, now: jiff::Timestamp) -> String {
     let delta = at.as_second() - now.as_second();
     let at = at.round(jiff::Unit::Second).unwrap_or(at);
-    if delta >= 0 {
+    if delta == 0 {
+        format!("{at} (now)")
+    } else if delta > 0 {
         format!("{at} (in {})", human_duration(delta))
     } else {
         format!("{at} ({} ago)", human_duration(delta))
@@ -68,5 +70,6 @@ mod tests {
         assert_eq!(when(ahead, now), "2026-12-02T15:00:05Z (in 5s)");
         let past: jiff::Timestamp = "2026-12-02T14:57:00Z".parse().unwrap();
         assert_eq!(when(past, now), "2026-12-02T14:57:00Z (3m0s ago)");
+        assert_eq!(when(now, now), "2026-12-02T15:00:00Z (now)");
     }
 }
