@@ -11,6 +11,7 @@ use pendingjob_operator::api;
 use pendingjob_operator::delivery::clients::HttpClients;
 use pendingjob_operator::delivery::egress::{self, EgressPolicy};
 use pendingjob_operator::leadership::campaign::LeaseSettings;
+use pendingjob_operator::leadership::owner;
 use pendingjob_operator::observe::admin::Admin;
 use pendingjob_operator::observe::logging::{self, LogFormat};
 use pendingjob_operator::operator::clients::Clients;
@@ -227,16 +228,20 @@ async fn run(args: RunArgs) -> ExitCode {
     let server = tokio::spawn(async move { serve.await });
 
     let identity = args.identity.unwrap_or_else(default_identity);
-    let lease = args.leader_election.then(|| LeaseSettings {
-        name: args.lease_name,
-        namespace: args
+    let lease = args.leader_election.then(|| {
+        let namespace = args
             .lease_namespace
             .or_else(|| args.namespace.clone())
-            .unwrap_or_else(|| "default".to_owned()),
-        identity: identity.clone(),
-        lease_duration: Duration::from_secs(args.lease_duration_seconds),
-        renew_deadline: Duration::from_secs(args.lease_renew_deadline_seconds),
-        retry_period: Duration::from_secs(args.lease_retry_period_seconds),
+            .unwrap_or_else(|| "default".to_owned());
+        LeaseSettings {
+            name: args.lease_name,
+            owner: owner::from_mounted_token(&namespace),
+            namespace,
+            identity: identity.clone(),
+            lease_duration: Duration::from_secs(args.lease_duration_seconds),
+            renew_deadline: Duration::from_secs(args.lease_renew_deadline_seconds),
+            retry_period: Duration::from_secs(args.lease_retry_period_seconds),
+        }
     });
     // One namespace watched: no other to keep slots free for.
     let max_concurrent_per_namespace = args

@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use jiff::Timestamp;
 use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, OwnerReference};
 use kube::api::{ObjectMeta, PostParams};
 use kube::{Api, Client};
 use tokio::sync::watch;
@@ -44,6 +44,8 @@ pub struct LeaseSettings {
     pub renew_deadline: Duration,
     /// How often to try to acquire or renew; less than `renew_deadline`.
     pub retry_period: Duration,
+    /// The Lease's owner when this instance creates it ([`super::owner`]).
+    pub owner: Option<OwnerReference>,
 }
 
 /// What to do with the Lease, given what was last read of it. Pure.
@@ -188,6 +190,7 @@ impl Elector {
             (_, None) => Lease {
                 metadata: ObjectMeta {
                     name: Some(name.clone()),
+                    owner_references: self.settings.owner.clone().map(|owner| vec![owner]),
                     ..ObjectMeta::default()
                 },
                 ..Lease::default()

@@ -4,6 +4,8 @@
 //! - [`campaign`]: the campaign for the leader Lease (client-go's algorithm).
 //! - [`election`]: the handle every part asks ([`election::Leadership`]) and
 //!   the running election.
+//! - [`owner`]: the Lease's owner, the operator's own ServiceAccount, so
+//!   that deleting the install deletes the Lease.
 //!
 //! Invariants: a leader that cannot renew stops starting calls at its renew
 //! deadline, before anyone else can hold the Lease (renew deadline < lease
@@ -12,4 +14,5 @@
 
 pub mod campaign;
 pub mod election;
+pub mod owner;
 pub mod term;
