@@ -6,7 +6,9 @@
 #   4. the seed scenario in-cluster: a job calls the mock by its Service's DNS
 #      name, retries while it fails, and succeeds after a toggle through a
 #      port-forward; the Events, the metrics and the Lease handover
-#   5. take the node down if this run started it (one that was up is kept),
+#   5. the Helm chart in place of deploy/: install, the seed scenario and
+#      kubectl pj, upgrade to a changed value, uninstall (hack/e2e-helm.sh)
+#   6. take the node down if this run started it (one that was up is kept),
 #      checking that nothing is left; print "N passed, N failed"; exit 1 if
 #      any check failed
 set -euo pipefail
@@ -20,6 +22,9 @@ source hack/versions.env
 source hack/lib.sh
 
 NS=pendingjob-system
+# The chart's release namespace (hack/e2e-helm.sh): another than deploy/'s,
+# so that its Services get new DNS names that no cache still maps elsewhere.
+HELM_NS=pendingjob-helm
 JOB_NS=default
 SEED=examples/hello-in-cluster.yaml
 passed=0 failed=0 started_node='' forwards=() mock='' metrics_port=''
@@ -93,8 +98,11 @@ mock_stat() {
 		python3 -c "import json, sys; s = json.load(sys.stdin); print($2)"
 }
 
-step "building the images from the Dockerfile"
+step "building the images from the Dockerfile, kubectl-pj and the pinned helm"
 images=$(hack/image.sh build)
+cargo build --locked --bin kubectl-pj
+PJ_BIN=${CARGO_TARGET_DIR:-$ROOT/target}/debug
+HELM=$(hack/tools.sh helm)
 
 step "the node"
 if ! hack/node.sh status; then
@@ -105,6 +113,8 @@ eval "$(hack/node.sh env)"
 hack/node.sh load "$images/operator.tar" "$images/mock-api2.tar"
 
 step "kubectl apply --server-side -k deploy/demo/"
+# A kept node may still hold the chart's release from an earlier run.
+"$HELM" uninstall pendingjob-operator -n "$HELM_NS" --ignore-not-found --wait >/dev/null
 deployments=(pendingjob-operator mock-api2 pendingjob-intake)
 deployed_before=$(kubectl -n "$NS" get deployments -o name 2>/dev/null | wc -l)
 kubectl apply --server-side -k deploy/demo/ >/dev/null
@@ -113,7 +123,8 @@ if ((deployed_before > 0)); then
 	kubectl -n "$NS" rollout restart "${deployments[@]/#/deployment/}" >/dev/null
 fi
 # Jobs of an earlier run on a kept node.
-kubectl -n "$JOB_NS" delete pendingjob hello hello-after-handover --ignore-not-found --wait=true >/dev/null
+kubectl -n "$JOB_NS" delete pendingjob hello hello-after-handover hello-helm hello-upgraded \
+	--ignore-not-found --wait=true >/dev/null
 rollouts_done() {
 	local d
 	for d in "${deployments[@]}"; do
@@ -192,6 +203,10 @@ check "a new job is delivered by the new leader $(lease_holder)" \
 
 for pid in "${forwards[@]}"; do kill "$pid" 2>/dev/null || true; done
 forwards=()
+
+# shellcheck source=e2e-helm.sh
+source hack/e2e-helm.sh
+
 if [[ -n $started_node ]]; then
 	step "taking down the node this run started"
 	started_node=''

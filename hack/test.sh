@@ -28,6 +28,10 @@ cargo clippy --all-targets --locked -- -D warnings
 "$(hack/tools.sh hadolint)" Dockerfile
 "$(hack/tools.sh shellcheck)" --external-sources --source-path=SCRIPTDIR --severity=warning hack/*.sh hack/node/*.sh .ci/run
 
+step "the pinned helm and helm-docs, which the chart's tests run"
+hack/tools.sh helm >/dev/null
+hack/tools.sh helm-docs >/dev/null
+
 step "building the binaries and the tests"
 # The integration tests start the binaries, mock-api2's (another crate) among them.
 cargo build --locked --bins

@@ -43,6 +43,10 @@ verifiers() {
 from_go() {
 	local name=$1 package=$2 version=$3 ldflags=${4:-}
 	local dir=$CACHE_ROOT/tools/$name-$version
+	mkdir -p "$CACHE_ROOT/tools"
+	# Tests ask in parallel: one builds, the others wait for it.
+	exec 9>"$dir.lock"
+	flock 9
 	if [[ ! -x $dir/$name ]]; then
 		command -v go >/dev/null || {
 			echo "[tools] Go is required to build $name (not found in PATH)" >&2

@@ -21,18 +21,24 @@ const HELM_LABELS: [&str; 4] = [
     "app.kubernetes.io/version",
 ];
 
-/// The pinned helm, built on first use.
-pub fn helm() -> std::path::PathBuf {
+/// A pinned tool of `hack/tools.sh` (helm, helm-docs), built on first use.
+fn tool(name: &str) -> std::path::PathBuf {
     let out = Command::new(repo_path("hack/tools.sh"))
-        .arg("helm")
+        .arg(name)
         .output()
-        .expect("running hack/tools.sh helm");
+        .unwrap_or_else(|e| panic!("running hack/tools.sh {name}: {e}"));
     assert!(
         out.status.success(),
-        "hack/tools.sh helm could not build the pinned helm: {}",
+        "hack/tools.sh {name} could not build the pinned {name}: {}",
         String::from_utf8_lossy(&out.stderr)
     );
     String::from_utf8(out.stdout).expect("a path").trim().into()
+}
+
+/// The pinned helm.
+fn helm() -> std::path::PathBuf {
+    static HELM: std::sync::OnceLock<std::path::PathBuf> = std::sync::OnceLock::new();
+    HELM.get_or_init(|| tool("helm")).clone()
 }
 
 fn run_helm(args: &[&str]) -> std::process::Output {
@@ -354,25 +360,15 @@ fn the_values_table_is_current() {
     for file in ["Chart.yaml", "values.yaml", "README.md.gotmpl"] {
         std::fs::copy(repo_path(&format!("{CHART}/{file}")), copy.join(file)).expect("copying the chart");
     }
-    let out = Command::new(
-        String::from_utf8(
-            Command::new(repo_path("hack/tools.sh"))
-                .arg("helm-docs")
-                .output()
-                .expect("hack/tools.sh helm-docs")
-                .stdout,
-        )
-        .expect("a path")
-        .trim(),
-    )
-    .args([
-        "--chart-search-root",
-        &scratch.to_string_lossy(),
-        "--template-files",
-        "README.md.gotmpl",
-    ])
-    .output()
-    .expect("running helm-docs");
+    let out = Command::new(tool("helm-docs"))
+        .args([
+            "--chart-search-root",
+            &scratch.to_string_lossy(),
+            "--template-files",
+            "README.md.gotmpl",
+        ])
+        .output()
+        .expect("running helm-docs");
     assert!(
         out.status.success(),
         "helm-docs: {}",
