@@ -128,7 +128,7 @@ pub async fn why(client: &Client, namespace: &str, name: &str, now: Timestamp) -
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "Job:          {namespace}/{name} ({:?}, {} attempts, {} retries)",
+        "Job:          {namespace}/{name} ({:?}; attempts: {}, retries: {})",
         status.phase, status.attempts, status.retry_count
     );
     let target = match (&job.spec.destination_ref, &job.spec.target.url) {

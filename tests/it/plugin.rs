@@ -77,7 +77,7 @@ async fn why_names_what_each_job_waits_for() {
     let why = pj_ok(&env, &["why", "payment-42"]);
     for line in [
         format!(
-            "Job:          {}/payment-42 (Retrying, 1 attempts, 1 retries)",
+            "Job:          {}/payment-42 (Retrying; attempts: 1, retries: 1)",
             env.namespace
         ),
         "Calls:        POST Destination api2 + /charge".to_owned(),
