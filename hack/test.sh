@@ -14,6 +14,8 @@ CLUSTER=hack/cluster.sh
 step() { printf '\n==> %s\n' "$*" >&2; }
 
 started_here=
+# A cluster of the user's own: the version window's planes are not started.
+users_kubeconfig=${KUBECONFIG:-}
 cleanup() {
 	if [[ -n $started_here ]]; then
 		step "stopping the control plane this run started"
@@ -85,7 +87,7 @@ window_plane() {
 	K8S_VERSION=$version CLUSTER_DIR=$dir hack/cluster.sh down
 	return "$status"
 }
-if [[ -z ${KUBECONFIG:-} ]]; then
+if [[ -z $users_kubeconfig ]]; then
 	window_plane "$KUBE_NEWEST" "" served
 	window_plane "$KUBE_OLDEST" WatchList=false refused
 else
