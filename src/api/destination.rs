@@ -7,7 +7,7 @@
 //! operator writes. As for `PendingJob`, doc comments become the CRD's
 //! descriptions and CEL rules make the API server name the field at fault.
 
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -310,6 +310,9 @@ pub struct DestinationStatus {
     /// The circuit breaker's state.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub circuit: Option<Circuit>,
+    /// While the circuit is open: when it lets one probe call through.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub circuit_open_until: Option<Time>,
     /// The spec generation this status was computed from.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,

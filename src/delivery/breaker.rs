@@ -56,6 +56,14 @@ impl Breaker {
         }
     }
 
+    /// While the circuit is open at `now`: how long until a probe may go.
+    pub fn open_for_another(&self, now: Instant) -> Option<Duration> {
+        match self.state {
+            State::Open { until } if now < until => Some(until - now),
+            _ => None,
+        }
+    }
+
     /// Whether due jobs must wait at `now` without trying: the circuit is
     /// open, or a probe is under way. Changes nothing.
     pub fn blocked(&self, now: Instant, settings: CircuitBreaker) -> bool {
@@ -143,6 +151,11 @@ impl Breakers {
         self.with(key, |breaker| breaker.circuit())
     }
 
+    /// While `key`'s circuit is open: how long until a probe may go.
+    pub fn open_for_another(&self, key: &str) -> Option<Duration> {
+        self.with(key, |breaker| breaker.open_for_another(Instant::now()))
+    }
+
     /// Drops `key`'s breaker.
     pub fn remove(&self, key: &str) {
         self.breakers.lock().unwrap_or_else(PoisonError::into_inner).remove(key);
@@ -185,6 +198,12 @@ mod tests {
         assert_eq!(b.circuit(), Circuit::Closed, "a success starts the count afresh");
         b.record(true, at(1), SETTINGS);
         assert_eq!(b.circuit(), Circuit::Open);
+        assert_eq!(
+            b.open_for_another(at(4)),
+            Some(Duration::from_secs(7)),
+            "opened at 1 for 10 s"
+        );
+        assert_eq!(b.open_for_another(at(11)), None, "a probe may go");
         assert!(b.blocked(at(5), SETTINGS));
         assert_eq!(b.admit(at(5), SETTINGS), Admit::Wait);
         b.record(true, at(5), SETTINGS);

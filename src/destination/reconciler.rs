@@ -69,6 +69,10 @@ pub async fn reconcile(destination: Arc<Destination>, ctx: Arc<Context>) -> Resu
         .spec
         .circuit_breaker
         .map(|_| ctx.delivery.breakers.circuit(&key));
+    // The wall-clock moment, to the second, so that each look computes the same one.
+    let circuit_open_until = circuit
+        .and_then(|_| ctx.delivery.breakers.open_for_another(&key))
+        .and_then(|left| open_until(Timestamp::now(), left));
     let counts = ctx.delivery.occupancy.counts(&key);
     if shown_ready_and_idle(&destination, circuit, counts) {
         // A new leader, or a restart, reads no Secret for it: the first job
@@ -97,6 +101,7 @@ pub async fn reconcile(destination: Arc<Destination>, ctx: Arc<Context>) -> Resu
         .is_some_and(|c| (c.status == "True") == ready && c.reason == reason && c.message == message)
         && status.observed_generation == destination.meta().generation
         && status.circuit == circuit
+        && status.circuit_open_until == circuit_open_until
         && (status.in_flight, status.waiting_jobs) == (in_flight, waiting_jobs)
         && status.signing == signing;
     if !unchanged {
@@ -114,6 +119,7 @@ pub async fn reconcile(destination: Arc<Destination>, ctx: Arc<Context>) -> Resu
         let next = DestinationStatus {
             conditions: vec![condition],
             circuit,
+            circuit_open_until,
             observed_generation: destination.meta().generation,
             in_flight,
             waiting_jobs,
@@ -132,6 +138,13 @@ pub async fn reconcile(destination: Arc<Destination>, ctx: Arc<Context>) -> Resu
     }
     let busy = counts != Counts::default() || circuit.is_some_and(|c| c != Circuit::Closed);
     Ok(next_look(ready, busy).map_or_else(Action::await_change, Action::requeue))
+}
+
+/// `now + left`, rounded up to the second (`None` past the year 9999).
+fn open_until(now: Timestamp, left: Duration) -> Option<Time> {
+    let until = now.checked_add(jiff::SignedDuration::try_from(left).ok()?).ok()?;
+    let second = until.as_second() + i64::from(until.subsec_nanosecond() > 0);
+    Timestamp::from_second(second).ok().map(Time)
 }
 
 /// Whether `destination`'s status already shows it Ready for its spec's
@@ -170,6 +183,15 @@ pub fn error_policy(_destination: Arc<Destination>, error: &Error, _ctx: Arc<Con
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_open_until_second_is_the_same_from_every_look() {
+        let t = |s: &str| s.parse::<Timestamp>().unwrap();
+        let first = open_until(t("2026-12-02T15:00:00.250Z"), Duration::from_millis(4_500));
+        let later = open_until(t("2026-12-02T15:00:03.100Z"), Duration::from_millis(1_650));
+        assert_eq!(first, Some(Time(t("2026-12-02T15:00:05Z"))), "4.75 s rounds up to 5");
+        assert_eq!(first, later);
+    }
 
     #[test]
     fn a_ready_idle_destination_is_not_looked_at_again_by_itself() {

@@ -324,11 +324,18 @@ async fn an_open_circuit_holds_calls_through_an_outage_and_recovery_is_quick() {
         .collect();
     apply_json(&env, &json!({"apiVersion": "v1", "kind": "List", "items": items}));
     let outage_started = Instant::now();
-    wait_until("the circuit to show Open", SOON, || async {
-        let destination = env.api::<Destination>().get("fragile").await.expect("get");
-        (destination.status.and_then(|s| s.circuit) == Some(pendingjob_operator::api::Circuit::Open)).then_some(())
+    let until = wait_until("the circuit to show Open, and until when", SOON, || async {
+        let status = env.api::<Destination>().get("fragile").await.expect("get").status?;
+        (status.circuit == Some(pendingjob_operator::api::Circuit::Open))
+            .then_some(status.circuit_open_until)
+            .flatten()
     })
     .await;
+    let ahead = until.0.as_second() - jiff::Timestamp::now().as_second();
+    assert!(
+        ahead <= 6,
+        "open until {until:?}: at most openSeconds (5) ahead, rounded up"
+    );
     // `kubectl get destinations` shows why the jobs wait: the open circuit,
     // and how many wait for it (counted every 5 s).
     let waiting = wait_until("the destination to count its waiting jobs", SOON, || async {

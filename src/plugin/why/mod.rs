@@ -49,8 +49,8 @@ pub enum Wait {
         reason: String,
         message: String,
     },
-    /// Its Destination's circuit is open.
-    CircuitOpen { name: String, open_seconds: i32 },
+    /// Its Destination's circuit is open, until a probe may go (as shown).
+    CircuitOpen { name: String, until: Option<Timestamp> },
     /// Due, and every call slot the Destination allows is taken.
     CallSlot { in_flight: i32, max: i32 },
     /// Due, behind the Destination's rate limit.
@@ -151,8 +151,8 @@ fn gate(destination: &Destination, name: String, due: Timestamp) -> Wait {
         }
     }
     if status.circuit == Some(Circuit::Open) {
-        let open_seconds = destination.spec.circuit_breaker.map_or(0, |b| b.open_seconds);
-        return Wait::CircuitOpen { name, open_seconds };
+        let until = status.circuit_open_until.map(|t| t.0);
+        return Wait::CircuitOpen { name, until };
     }
     let in_flight = status.in_flight.unwrap_or(0);
     if let Some(max) = destination.spec.max_concurrency.filter(|max| in_flight >= *max) {
@@ -190,9 +190,13 @@ fn describe(wait: &Wait, now: Timestamp) -> String {
         Wait::DestinationNotReady { name, reason, message } => {
             format!("Destination {name:?} to be Ready: {reason}: {message}")
         }
-        Wait::CircuitOpen { name, open_seconds } => format!(
-            "Destination {name:?}'s circuit to close: it is open, and lets one probe call through {open_seconds}s after it opened"
-        ),
+        Wait::CircuitOpen { name, until } => match until {
+            Some(t) => format!(
+                "Destination {name:?}'s circuit: open until {}, then one probe call",
+                when(*t, now)
+            ),
+            None => format!("Destination {name:?}'s circuit: open, then one probe call"),
+        },
         Wait::CallSlot { in_flight, max } => {
             format!("a call slot: the Destination allows {max} calls at once and {in_flight} are in flight")
         }

@@ -60,7 +60,7 @@ fn each_wait_is_found_in_the_operators_order() {
     let suspended = destination(json!({"suspend": true}), json!({}));
     let open = destination(
         json!({"circuitBreaker": {"consecutiveFailures": 5, "openSeconds": 30}}),
-        json!({"circuit": "Open"}),
+        json!({"circuit": "Open", "circuitOpenUntil": "2026-12-02T15:00:20Z"}),
     );
     let full = destination(json!({"maxConcurrency": 2}), json!({"inFlight": 2}));
     let rated = destination(json!({"rateLimit": {"requestsPerSecond": 5}}), json!({"inFlight": 1}));
@@ -137,7 +137,7 @@ fn each_wait_is_found_in_the_operators_order() {
             Lookup::Found(&open),
             Wait::CircuitOpen {
                 name: "api2".into(),
-                open_seconds: 30,
+                until: Some(at("2026-12-02T15:00:20Z")),
             },
         ),
         (
