@@ -57,6 +57,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                 not_before: None,
                 idempotency_key: Some(format!("raw-{n}")),
                 payload: serde_json::json!({"n": n, "filler": "x".repeat(1000)}),
+                trace: None,
             }
             .job("bench");
             let api = api.clone();

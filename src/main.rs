@@ -13,7 +13,7 @@ use pendingjob_operator::delivery::egress::{self, EgressPolicy};
 use pendingjob_operator::leadership::campaign::LeaseSettings;
 use pendingjob_operator::leadership::owner;
 use pendingjob_operator::observe::admin::Admin;
-use pendingjob_operator::observe::logging::{self, LogFormat};
+use pendingjob_operator::observe::logging::{LogFormat, Telemetry};
 use pendingjob_operator::operator::clients::Clients;
 use pendingjob_operator::operator::{self, Settings};
 use pendingjob_operator::store::listing::InitialList;
@@ -87,6 +87,11 @@ struct RunArgs {
     /// Log format.
     #[arg(long, value_enum, default_value_t)]
     log_format: LogFormat,
+    /// Export spans with OTLP over HTTP to this collector (a base URL such
+    /// as http://otel-collector.observability:4318; spans go to /v1/traces
+    /// under it). Off when unset; the other OTEL_* variables apply.
+    #[arg(long, env = "OTEL_EXPORTER_OTLP_ENDPOINT", value_name = "URL")]
+    otlp_endpoint: Option<String>,
     /// Address of the /healthz, /readyz and /metrics server; port 0 picks a free port.
     #[arg(long, default_value = "0.0.0.0:9090")]
     admin_listen: SocketAddr,
@@ -158,13 +163,19 @@ fn print_crd(kind: CrdKind) -> ExitCode {
 }
 
 async fn run(args: RunArgs) -> ExitCode {
-    logging::init(args.log_format);
-    // One TLS provider for the Kubernetes client and for calls to targets,
-    // chosen here rather than by whichever client happens to be built first.
+    // One TLS provider for the Kubernetes client, calls to targets and the
+    // span exporter, chosen here rather than by whichever client is built first.
     if rustls::crypto::ring::default_provider().install_default().is_err() {
-        tracing::error!("a rustls crypto provider was already installed");
+        eprintln!("pendingjob-operator: a rustls crypto provider was already installed");
         return ExitCode::FAILURE;
     }
+    let telemetry = match Telemetry::start(args.log_format, "pendingjob-operator", args.otlp_endpoint.as_deref()) {
+        Ok(telemetry) => telemetry,
+        Err(error) => {
+            tracing::error!(%error, "cannot export spans (--otlp-endpoint, OTEL_EXPORTER_OTLP_*)");
+            return ExitCode::FAILURE;
+        }
+    };
     if !(args.lease_retry_period_seconds < args.lease_renew_deadline_seconds
         && args.lease_renew_deadline_seconds < args.lease_duration_seconds)
     {
@@ -268,6 +279,7 @@ async fn run(args: RunArgs) -> ExitCode {
     operator::run(clients, http, settings, admin, shutdown_on_signal()).await;
     let _ = stop_admin.send(());
     let _ = server.await;
+    telemetry.shutdown().await;
     ExitCode::SUCCESS
 }
 

@@ -16,7 +16,10 @@ mod destination;
 mod job_status;
 mod pending_job;
 
-pub use contract::{FIELD_MANAGER, GROUP, JobKey, MAX_ERROR_BYTES, MAX_PAYLOAD_BYTES, RETRY_ANNOTATION};
+pub use contract::{
+    FIELD_MANAGER, GROUP, JobKey, MAX_ERROR_BYTES, MAX_PAYLOAD_BYTES, RETRY_ANNOTATION, TRACEPARENT_ANNOTATION,
+    TRACESTATE_ANNOTATION,
+};
 pub use crd::{crd, crd_yaml, destination_crd_yaml};
 pub use destination::{
     Auth, CaBundle, Circuit, CircuitBreaker, Destination, DestinationHeader, DestinationSpec, DestinationStatus,

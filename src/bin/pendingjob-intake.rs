@@ -10,7 +10,7 @@ use clap::Parser;
 use pendingjob_operator::intake::certificate::Certificate;
 use pendingjob_operator::intake::serve::{self, Limits};
 use pendingjob_operator::intake::{Intake, Seed};
-use pendingjob_operator::observe::logging::{self, LogFormat};
+use pendingjob_operator::observe::logging::{LogFormat, Telemetry};
 
 /// Stores PendingJobs posted over HTTP, for callers with a Kubernetes token.
 #[derive(Parser, Debug)]
@@ -54,19 +54,31 @@ struct Args {
     /// Log format.
     #[arg(long, value_enum, default_value_t)]
     log_format: LogFormat,
+    /// Export spans with OTLP over HTTP to this collector (a base URL such
+    /// as http://otel-collector.observability:4318; spans go to /v1/traces
+    /// under it). Off when unset; the other OTEL_* variables apply.
+    #[arg(long, env = "OTEL_EXPORTER_OTLP_ENDPOINT", value_name = "URL")]
+    otlp_endpoint: Option<String>,
 }
 
 #[tokio::main]
 async fn main() -> ExitCode {
     let args = Args::parse();
-    logging::init(args.log_format);
     let fail = |message: String| {
         eprintln!("pendingjob-intake: {message}");
         ExitCode::FAILURE
     };
+    // Before the span exporter's client is built: it needs the provider too.
     if rustls::crypto::ring::default_provider().install_default().is_err() {
         return fail("installing the TLS provider".into());
     }
+    let telemetry = match Telemetry::start(args.log_format, "pendingjob-intake", args.otlp_endpoint.as_deref()) {
+        Ok(telemetry) => telemetry,
+        Err(error) => {
+            tracing::error!(%error, "cannot export spans (--otlp-endpoint, OTEL_EXPORTER_OTLP_*)");
+            return fail(error.to_string());
+        }
+    };
     let mut config = match kube::Config::infer().await {
         Ok(config) => config,
         Err(e) => return fail(format!("no Kubernetes configuration: {e}")),
@@ -108,6 +120,7 @@ async fn main() -> ExitCode {
         Duration::from_secs(args.body_read_timeout_seconds),
     );
     serve::serve(listener, intake.router(), limits, tls, shutdown_signal()).await;
+    telemetry.shutdown().await;
     ExitCode::SUCCESS
 }
 

@@ -14,6 +14,7 @@ use reqwest::header::{CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue, RETRY_AF
 use super::clients::HttpClients;
 use super::outcome::{Outcome, classify_response, describe, parse_retry_after};
 use super::signing::Signer;
+use super::trace_context::TraceContext;
 use super::{egress, redact};
 use crate::api::{Method, Target};
 
@@ -44,15 +45,16 @@ pub struct Endpoint {
 
 /// Makes one call to `endpoint`, with `target`'s method, headers and
 /// timeout, keyed by `key` (`Idempotency-Key`), with `body` (serialized
-/// JSON) as the request body.
+/// JSON) as the request body, in the trace `trace` continues.
 pub async fn call(
     clients: &HttpClients,
     target: &Target,
     endpoint: &Endpoint,
     body: Option<Bytes>,
     key: &str,
+    trace: Option<&TraceContext>,
 ) -> Outcome {
-    let request = match build(clients, target, endpoint, body, key) {
+    let request = match build(clients, target, endpoint, body, key, trace) {
         Ok(request) => request,
         Err(error) => return Outcome::Rejected { code: None, error },
     };
@@ -94,6 +96,7 @@ fn build(
     endpoint: &Endpoint,
     body: Option<Bytes>,
     key: &str,
+    trace: Option<&TraceContext>,
 ) -> Result<reqwest::Request, String> {
     let method = match target.method {
         Method::Get => reqwest::Method::GET,
@@ -112,8 +115,12 @@ fn build(
     headers.insert(IDEMPOTENCY_KEY, key_value);
     let timeout = Duration::from_secs(u64::from(target.timeout_seconds.max(1).unsigned_abs()));
     // The destination's headers (credentials among them) win over the job's,
-    // and the signature over both: it covers the exact body sent.
+    // the trace over both, and the signature over all: it covers the exact
+    // body sent.
     headers.extend(endpoint.headers.clone());
+    if let Some(trace) = trace {
+        trace.insert_into(&mut headers);
+    }
     if let Some(signer) = &endpoint.signer {
         let sent = body.as_deref().unwrap_or_default();
         signer.sign(&mut headers, key, Timestamp::now().as_second(), sent)?;

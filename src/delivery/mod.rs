@@ -6,6 +6,7 @@
 //! - [`egress`]: the addresses no call may reach, checked at connect time.
 //! - [`redact`]: credentials a remote echoes back are cut from what is recorded.
 //! - [`signing`]: Standard Webhooks signatures over the exact bytes sent.
+//! - [`trace_context`]: the W3C trace context a call continues, bounded.
 //! - [`slots`], [`shares`], [`pacing`], [`breaker`], [`occupancy`]: how
 //!   many calls may be in flight, each namespace's fair share of them, how fast, whether a destination may be called at all,
 //!   and how busy each one is.
@@ -26,6 +27,7 @@ pub mod redact;
 pub mod shares;
 pub mod signing;
 pub mod slots;
+pub mod trace_context;
 
 use breaker::Breakers;
 use clients::HttpClients;

@@ -13,6 +13,8 @@
 //!
 //! Callers authenticate with a bearer token ([`access`]); jobs are created
 //! with the intake's own account and record the caller in an annotation.
+//! A caller's W3C `traceparent` and `tracestate` are kept on the job, so its
+//! calls continue the caller's trace ([`spans`]).
 //!
 //! Invariants: path names are checked ([`names`]) before any cache or API
 //! call; the caller is authenticated and authorized before a byte of the
@@ -23,11 +25,12 @@ pub mod access;
 pub mod certificate;
 pub mod names;
 pub mod request;
+pub mod seen;
 pub mod serve;
+pub mod spans;
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex, PoisonError};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::Duration;
 
 use axum::Router;
 use axum::body::{Body, Bytes};
@@ -41,9 +44,10 @@ use kube::api::PostParams;
 use kube::{Api, Client, ResourceExt};
 use serde::Deserialize;
 use serde_json::json;
-use tracing::{info, warn};
+use tracing::{Instrument, info, warn};
 
 use crate::api::{Destination, MAX_PAYLOAD_BYTES, Method, PendingJob};
+use crate::delivery::trace_context::TraceContext;
 use access::{Access, Denied};
 use request::JobRequest;
 
@@ -56,8 +60,10 @@ pub struct Seed {
     pub destination: String,
 }
 
-/// How long a destination seen is taken to exist without asking again.
-const DESTINATION_TTL: Duration = Duration::from_secs(10);
+/// The route jobs are posted to.
+const JOBS_ROUTE: &str = "/v1/namespaces/{namespace}/destinations/{destination}/jobs";
+/// The seed article's route.
+const SEED_ROUTE: &str = "/api1/process";
 
 /// The intake's state.
 pub struct Intake {
@@ -66,9 +72,8 @@ pub struct Intake {
     seed: Option<Seed>,
     /// How long an authenticated caller's body may take to arrive.
     body_read_timeout: Duration,
-    /// Destinations seen lately, and when: one read per destination per
-    /// [`DESTINATION_TTL`], not one per request.
-    destinations: Mutex<HashMap<(String, String), Instant>>,
+    /// Destinations seen lately.
+    destinations: seen::Seen,
 }
 
 /// An answer that is an error, as `{"error": message}`.
@@ -110,7 +115,7 @@ impl Intake {
             client,
             seed,
             body_read_timeout,
-            destinations: Mutex::default(),
+            destinations: seen::Seen::default(),
         }
     }
 
@@ -148,12 +153,9 @@ impl Intake {
     /// The HTTP routes.
     pub fn router(self) -> Router {
         Router::new()
-            .route(
-                "/v1/namespaces/{namespace}/destinations/{destination}/jobs",
-                post(create_job),
-            )
+            .route(JOBS_ROUTE, post(create_job))
             .route("/v1/namespaces/{namespace}/pendingjobs/{name}", get(get_job))
-            .route("/api1/process", post(seed_process))
+            .route(SEED_ROUTE, post(seed_process))
             .route("/healthz", get(|| async { "ok" }))
             .with_state(Arc::new(self))
     }
@@ -226,6 +228,7 @@ fn parse(
         not_before,
         idempotency_key,
         payload,
+        trace: None,
     })
 }
 
@@ -236,15 +239,22 @@ async fn create_job(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, Problem> {
-    check_names(&namespace, "destination", &destination)?;
-    let caller = intake
-        .access
-        .check(authorization(&headers), &namespace, "create")
-        .await?;
-    let body = intake.read_body(&headers, body).await?;
-    let request = parse(namespace, destination, query, &headers, &body)?;
-    let (code, accepted) = store(&intake, &request, caller.username.as_deref().unwrap_or_default()).await?;
-    Ok(accepted_response(code, &request.namespace, &accepted))
+    let (span, trace) = spans::request(JOBS_ROUTE, &namespace, &destination, &headers);
+    let answer = async {
+        check_names(&namespace, "destination", &destination)?;
+        let caller = intake
+            .access
+            .check(authorization(&headers), &namespace, "create")
+            .await?;
+        let body = intake.read_body(&headers, body).await?;
+        let request = parse(namespace, destination, query, &headers, &body)?.traced(trace);
+        let (code, accepted) = store(&intake, &request, caller.username.as_deref().unwrap_or_default()).await?;
+        Ok(accepted_response(code, &request.namespace, &accepted))
+    }
+    .instrument(span.clone())
+    .await;
+    spans::answered(&span, spans::code_of(&answer, |problem: &Problem| problem.0));
+    answer
 }
 
 async fn seed_process(State(intake): State<Arc<Intake>>, headers: HeaderMap, body: Body) -> Result<Response, Problem> {
@@ -254,13 +264,28 @@ async fn seed_process(State(intake): State<Arc<Intake>>, headers: HeaderMap, bod
             "POST /api1/process needs the intake's --seed-namespace and --seed-destination".into(),
         ));
     };
+    let (span, trace) = spans::request(SEED_ROUTE, &seed.namespace, &seed.destination, &headers);
+    let answer = seed_store(&intake, seed, &headers, body, trace)
+        .instrument(span.clone())
+        .await;
+    spans::answered(&span, spans::code_of(&answer, |problem: &Problem| problem.0));
+    answer
+}
+
+async fn seed_store(
+    intake: &Intake,
+    seed: Seed,
+    headers: &HeaderMap,
+    body: Body,
+    trace: Option<TraceContext>,
+) -> Result<Response, Problem> {
     let caller = intake
         .access
-        .check(authorization(&headers), &seed.namespace, "create")
+        .check(authorization(headers), &seed.namespace, "create")
         .await?;
-    let body = intake.read_body(&headers, body).await?;
-    let request = parse(seed.namespace, seed.destination, JobQuery::default(), &headers, &body)?;
-    let (code, job) = store(&intake, &request, caller.username.as_deref().unwrap_or_default()).await?;
+    let body = intake.read_body(headers, body).await?;
+    let request = parse(seed.namespace, seed.destination, JobQuery::default(), headers, &body)?.traced(trace);
+    let (code, job) = store(intake, &request, caller.username.as_deref().unwrap_or_default()).await?;
     let mut answer = accepted_response(code, &request.namespace, &job);
     *answer.body_mut() = axum::body::Body::from(
         json!({
@@ -284,20 +309,26 @@ fn accepted_response(code: StatusCode, namespace: &str, job: &PendingJob) -> Res
 /// when a retry finds the job its key named, and a problem otherwise.
 async fn store(intake: &Intake, request: &JobRequest, user: &str) -> Result<(StatusCode, PendingJob), Problem> {
     let namespace = &request.namespace;
-    if !intake.destination_seen(namespace, &request.destination) {
+    if !intake.destinations.lately(namespace, &request.destination) {
         check_destination(intake, namespace, &request.destination).await?;
     }
     let jobs: Api<PendingJob> = Api::namespaced(intake.client.clone(), namespace);
 
-    match jobs.create(&PostParams::default(), &request.job(user)).await {
+    let (job, params) = (request.job(user), PostParams::default());
+    let created = jobs.create(&params, &job).instrument(spans::create());
+    match created.await {
         Ok(job) => {
+            spans::stored(&job.name_any(), job.uid().as_deref());
             info!(%namespace, name = %job.name_any(), %user, "job stored");
             Ok((StatusCode::ACCEPTED, job))
         }
         Err(kube::Error::Api(e)) if e.code == 409 && request.name().is_some() => {
             let name = request.name().unwrap_or_default();
             match jobs.get_opt(&name).await {
-                Ok(Some(job)) if request.same_as(&job) => Ok((StatusCode::OK, job)),
+                Ok(Some(job)) if request.same_as(&job) => {
+                    spans::stored(&job.name_any(), job.uid().as_deref());
+                    Ok((StatusCode::OK, job))
+                }
                 Ok(_) => Err(Problem(
                     StatusCode::CONFLICT,
                     "this Idempotency-Key was used for a different request".into(),
@@ -312,24 +343,12 @@ async fn store(intake: &Intake, request: &JobRequest, user: &str) -> Result<(Sta
     }
 }
 
-impl Intake {
-    fn destination_seen(&self, namespace: &str, name: &str) -> bool {
-        let seen = self.destinations.lock().unwrap_or_else(PoisonError::into_inner);
-        seen.get(&(namespace.to_owned(), name.to_owned()))
-            .is_some_and(|at| at.elapsed() < DESTINATION_TTL)
-    }
-}
-
 /// A 404 unless destination `name` exists in `namespace`; remembers it if so.
 async fn check_destination(intake: &Intake, namespace: &str, name: &str) -> Result<(), Problem> {
     let destinations: Api<Destination> = Api::namespaced(intake.client.clone(), namespace);
     match destinations.get_opt(name).await {
         Ok(Some(_)) => {
-            let mut seen = intake.destinations.lock().unwrap_or_else(PoisonError::into_inner);
-            if seen.len() >= 10_000 {
-                seen.clear();
-            }
-            seen.insert((namespace.to_owned(), name.to_owned()), Instant::now());
+            intake.destinations.saw(namespace, name);
             Ok(())
         }
         Ok(None) => Err(Problem(

@@ -7,6 +7,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
 use ring::digest::{SHA256, digest};
 
 use crate::api::{DestinationRef, Method, PendingJob, PendingJobSpec, RetryPolicy, Target};
+use crate::delivery::trace_context::TraceContext;
 
 /// Who created a job through the intake (the TokenReview's username).
 pub const CREATED_BY: &str = "pendingjob.dev/created-by";
@@ -34,6 +35,9 @@ pub struct JobRequest {
     pub idempotency_key: Option<String>,
     /// The payload, as sent.
     pub payload: serde_json::Value,
+    /// The trace the job's calls continue (not part of what was asked: a
+    /// retry in another trace is the same request).
+    pub trace: Option<TraceContext>,
 }
 
 fn hex(bytes: &[u8]) -> String {
@@ -41,6 +45,11 @@ fn hex(bytes: &[u8]) -> String {
 }
 
 impl JobRequest {
+    /// This request, its job continuing `trace`.
+    pub fn traced(self, trace: Option<TraceContext>) -> Self {
+        Self { trace, ..self }
+    }
+
     /// The job's name: fixed by the Idempotency-Key (with the namespace and
     /// destination), so a retried POST names the same job; `None` lets the
     /// API server generate one.
@@ -71,6 +80,9 @@ impl JobRequest {
         ]);
         if let Some(key) = &self.idempotency_key {
             annotations.insert(IDEMPOTENCY_KEY.to_owned(), key.clone());
+        }
+        if let Some(trace) = &self.trace {
+            annotations.extend(trace.annotations());
         }
         let name = self.name();
         PendingJob {
@@ -127,6 +139,7 @@ mod tests {
             not_before: None,
             idempotency_key: key.map(str::to_owned),
             payload,
+            trace: None,
         }
     }
 

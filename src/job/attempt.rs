@@ -8,6 +8,7 @@
 //! whatever step it is, unrecorded.
 
 use std::sync::Arc;
+use std::time::Instant;
 
 use bytes::Bytes;
 use jiff::Timestamp;
@@ -15,22 +16,24 @@ use k8s_openapi::api::core::v1::ObjectReference;
 use kube::api::GetParams;
 use kube::runtime::reflector::ObjectRef;
 use kube::{Resource, ResourceExt};
-use tracing::{info, warn};
+use tracing::{Instrument, Span, info, warn};
 
 use super::context::Context;
 use super::fence::{self, Landed, Unrecorded};
+use super::spans::{self, Traced, Waits};
 use super::transitions::{self, Attempt};
 use super::{backoff, events};
-use crate::api::{JobKey, PendingJob, PendingJobStatus, Phase};
+use crate::api::{JobKey, PendingJob};
 use crate::delivery::breaker::Admit;
 use crate::delivery::call;
 use crate::delivery::outcome::Outcome;
 use crate::delivery::slots::Slot;
+use crate::delivery::trace_context::TraceContext;
 use crate::destination::oauth2;
 use crate::destination::route::{self, Route, Wait};
 use crate::leadership::term::Term;
 use crate::observe::metrics::DropReason;
-use crate::store::payloads;
+use crate::store::payloads::Request;
 
 /// How often a job that waits for its destination is routed again.
 const WAIT_RECHECK: std::time::Duration = std::time::Duration::from_secs(1);
@@ -40,15 +43,21 @@ const WAIT_RECHECK: std::time::Duration = std::time::Duration::from_secs(1);
 pub async fn run(ctx: &Context, key: &JobKey, uid: &str, term: Term) {
     let mut failures = 0;
     loop {
+        let mut waits = Waits::default();
+        let since = Instant::now();
         let Some(route) = Box::pin(wait_for_route(ctx, key, uid, term)).await else {
             return;
         };
+        waits.destination = since.elapsed();
         // The rate first: a job held back by it holds no slot.
+        let since = Instant::now();
         tokio::select! {
             () = ctx.delivery.pacing.wait(&route.limit_key, route.rate_limit) => {}
             () = ctx.leadership.ended(term) => return,
             () = ctx.tasks.stopped() => return,
         }
+        waits.rate = since.elapsed();
+        let since = Instant::now();
         let slot = tokio::select! {
             slot = ctx.delivery.slots.acquire(&key.0, &route.limit_key, route.max_concurrency) => slot,
             // The next term reconciles every job.
@@ -58,6 +67,7 @@ pub async fn run(ctx: &Context, key: &JobKey, uid: &str, term: Term) {
         let Ok(slot) = slot else {
             return;
         };
+        waits.slot = since.elapsed();
         // Boxed, so that a task queued for a slot holds a small future: a
         // backlog of thousands of due jobs costs little memory.
         let read = Box::pin(read_fresh(ctx, key, uid, term)).await;
@@ -77,7 +87,7 @@ pub async fn run(ctx: &Context, key: &JobKey, uid: &str, term: Term) {
             }
         };
         // Gone, or not due: the cache lagged, and the newer status is on its way.
-        let Some((job, body)) = fresh.filter(|(job, _)| ctx.not_now(key, job).is_none()) else {
+        let Some(Fresh { job, body, trace }) = fresh.filter(|fresh| ctx.not_now(key, &fresh.job).is_none()) else {
             return;
         };
         // The last word of the circuit breaker: a call now, or back to waiting.
@@ -87,13 +97,23 @@ pub async fn run(ctx: &Context, key: &JobKey, uid: &str, term: Term) {
             drop(slot);
             continue;
         }
-        let Some(owed) = Box::pin(call(ctx, &job, &route, body, key, term)).await else {
+        let number = job.status.as_ref().map_or(0, |s| s.attempts).saturating_add(1);
+        let destination = job.spec.destination_ref.as_ref().map(|d| d.name.as_str());
+        let traced = spans::attempt(key, uid, destination, number, trace.map(|t| *t), waits);
+        let made = call(ctx, &job, &route, body, key, term, &traced).instrument(traced.span.clone());
+        let Some(owed) = Box::pin(made).await else {
             return;
         };
         // Only the reference is kept for the write: the payload goes now.
         let reference = job.object_ref(&());
         drop(job);
-        return Box::pin(record(ctx, reference, key, owed, slot)).await;
+        let next = owed.next.clone();
+        let write = spans::write(&traced);
+        let recorded = Box::pin(record(ctx, reference, key, owed, slot).instrument(write)).await;
+        if recorded {
+            spans::recorded(&traced, key, uid, &next);
+        }
+        return;
     }
 }
 
@@ -168,12 +188,18 @@ async fn read_fresh(ctx: &Context, key: &JobKey, uid: &str, term: Term) -> Resul
         && let Some(request) = ctx.cache.payloads.request(uid, job.metadata.generation)
     {
         // The cache keeps a job's headers apart, with its payload.
-        if request.headers.is_empty() {
-            return Ok(Some((job, request.body)));
-        }
-        let mut job = PendingJob::clone(&job);
-        job.spec.target.headers = request.headers;
-        return Ok(Some((Arc::new(job), request.body)));
+        let job = if request.headers.is_empty() {
+            job
+        } else {
+            let mut job = PendingJob::clone(&job);
+            job.spec.target.headers = request.headers;
+            Arc::new(job)
+        };
+        return Ok(Some(Fresh {
+            job,
+            body: request.body,
+            trace: request.trace,
+        }));
     }
     let api = ctx.api(&key.0);
     let job = match api.get_with(&key.1, &GetParams::at(&floor)).await {
@@ -183,13 +209,21 @@ async fn read_fresh(ctx: &Context, key: &JobKey, uid: &str, term: Term) -> Resul
         Err(e) => return Err(e),
     };
     Ok(job.map(|job| {
-        let body = payloads::body_of(job.spec.payload.as_ref());
-        (Arc::new(job), body)
+        let Request { body, trace, .. } = Request::of(&job);
+        Fresh {
+            job: Arc::new(job),
+            body,
+            trace,
+        }
     }))
 }
 
-/// A job fresh enough to call, and its request body.
-type Fresh = (Arc<PendingJob>, Option<Bytes>);
+/// A job fresh enough to call, its request body, and the trace it continues.
+struct Fresh {
+    job: Arc<PendingJob>,
+    body: Option<Bytes>,
+    trace: Option<Box<TraceContext>>,
+}
 
 /// Makes one call for `job`, unless leadership ends first; returns the
 /// outcome that must now be recorded, or `None` when there was none.
@@ -200,6 +234,7 @@ async fn call(
     body: Option<Bytes>,
     key: &JobKey,
     term: Term,
+    traced: &Traced,
 ) -> Option<Unrecorded> {
     let uid = job.uid()?;
     let resource_version = job.resource_version()?;
@@ -216,8 +251,17 @@ async fn call(
     {
         ctx.destination_changed(destination.clone());
     }
+    let (http, carried) = spans::http(traced, job.spec.target.method, &route.endpoint.url);
+    let made = call::call(
+        &ctx.delivery.clients,
+        &job.spec.target,
+        &route.endpoint,
+        body,
+        &uid,
+        carried.as_ref(),
+    );
     let outcome = tokio::select! {
-        outcome = call::call(&ctx.delivery.clients, &job.spec.target, &route.endpoint, body, &uid) => outcome,
+        outcome = made.instrument(http.clone()) => outcome,
         () = ctx.leadership.ended(term) => {
             warn!(namespace = %key.0, name = %key.1, "leadership lost during the call; abandoning it unrecorded");
             ctx.metrics.attempt_dropped(DropReason::lost_leadership);
@@ -227,6 +271,8 @@ async fn call(
     let finished = Timestamp::now();
     drop(in_flight);
     let outcome = interpret(ctx, job, route, outcome).await;
+    spans::answered(&http, &outcome);
+    drop(http);
     if let (Outcome::Delivered { .. }, Some(created)) = (&outcome, &job.metadata.creation_timestamp) {
         let since = created.0.duration_until(finished).as_secs_f64();
         ctx.metrics.delivery_duration.observe(since.max(0.0));
@@ -248,7 +294,7 @@ async fn call(
         jitter_unit: backoff::jitter_unit(&uid, status.attempts),
     };
     let next = transitions::record(&status, &attempt, &outcome);
-    log_attempt(&key.0, &key.1, &next);
+    events::log_attempt(&key.0, &key.1, &next);
     Some(Unrecorded {
         uid,
         resource_version,
@@ -275,12 +321,14 @@ async fn interpret(ctx: &Context, job: &PendingJob, route: &Route, outcome: Outc
     }
 }
 
-/// Writes `owed` until it lands, is settled otherwise, or the term ends.
+/// Writes `owed` until it lands, is settled otherwise, or the term ends;
+/// true when it was recorded.
 ///
 /// The call's slot is held through the first write, so calls never outrun
 /// their writes and the attempts a crash would repeat stay bounded by the
 /// slots; a write that fails lets the slot go while it backs off.
-async fn record(ctx: &Context, mut reference: ObjectReference, key: &JobKey, owed: Unrecorded, slot: Slot) {
+async fn record(ctx: &Context, mut reference: ObjectReference, key: &JobKey, owed: Unrecorded, slot: Slot) -> bool {
+    let span = Span::current();
     let mut slot = Some(slot);
     let api = ctx.api(&key.0);
     let mut failures = 0;
@@ -290,7 +338,8 @@ async fn record(ctx: &Context, mut reference: ObjectReference, key: &JobKey, owe
             () = ctx.leadership.ended(owed.term) => {
                 warn!(namespace = %key.0, name = %key.1, "leadership lost before the status write landed; abandoning it");
                 ctx.metrics.attempt_dropped(DropReason::lost_leadership);
-                return;
+                spans::written(&span, "abandoned");
+                return false;
             }
         };
         ctx.freshness.write_landed(written.is_ok());
@@ -302,18 +351,22 @@ async fn record(ctx: &Context, mut reference: ObjectReference, key: &JobKey, owe
         }) {
             Ok(Landed::Recorded) => {
                 ctx.metrics.attempt_recorded();
+                spans::written(&span, "recorded");
                 reference.uid = Some(owed.uid.clone());
-                return events::publish(&ctx.recorder, &reference, &owed.base, &owed.next).await;
+                events::publish(&ctx.recorder, &reference, &owed.base, &owed.next).await;
+                return true;
             }
             Ok(Landed::Superseded) => {
                 warn!(namespace = %key.0, name = %key.1, attempts = owed.next.attempts, "the status was advanced by someone else; this attempt stays unrecorded");
                 ctx.metrics.attempt_dropped(DropReason::superseded);
-                return;
+                spans::written(&span, "superseded");
+                return false;
             }
             Ok(Landed::Gone) => {
                 info!(namespace = %key.0, name = %key.1, uid = %owed.uid, "the job that was called is gone; nothing to record");
                 ctx.metrics.attempt_dropped(DropReason::deleted);
-                return;
+                spans::written(&span, "gone");
+                return false;
             }
             Err(error) => {
                 slot.take();
@@ -325,27 +378,11 @@ async fn record(ctx: &Context, mut reference: ObjectReference, key: &JobKey, owe
                     () = tokio::time::sleep(delay) => {}
                     () = ctx.leadership.ended(owed.term) => {
                         ctx.metrics.attempt_dropped(DropReason::lost_leadership);
-                        return;
+                        spans::written(&span, "abandoned");
+                        return false;
                     }
                 }
             }
         }
-    }
-}
-
-fn log_attempt(namespace: &str, name: &str, status: &PendingJobStatus) {
-    let code = status.last_status_code;
-    let attempts = status.attempts;
-    match status.phase {
-        Phase::Succeeded => info!(%namespace, %name, attempts, ?code, "delivered"),
-        Phase::Failed => {
-            warn!(%namespace, %name, attempts, ?code, error = ?status.last_error, "given up")
-        }
-        _ => info!(
-            %namespace, %name, attempts, retry = status.retry_count, ?code,
-            next_retry = ?status.next_retry_time.as_ref().map(|t| t.0),
-            error = ?status.last_error,
-            "attempt failed; retry scheduled"
-        ),
     }
 }

@@ -7,11 +7,12 @@
 //! starts retrying (`AttemptFailed`), when it is delivered after failures
 //! (`Delivered`), and when it is given up (`GaveUp`): at most three in its
 //! life, none for a first-attempt success. The latest attempt is always in
-//! the status that `describe` prints (`lastError`, the conditions' messages).
+//! the status that `describe` prints (`lastError`, the conditions' messages),
+//! and in the log line each attempt writes ([`log_attempt`]).
 
 use k8s_openapi::api::core::v1::ObjectReference;
 use kube::runtime::events::{Event, EventType, Recorder};
-use tracing::warn;
+use tracing::{info, warn};
 
 use super::transitions;
 use crate::api::{PendingJobStatus, Phase};
@@ -53,6 +54,24 @@ pub async fn publish(recorder: &Recorder, job: &ObjectReference, prev: &PendingJ
     };
     if let Err(error) = recorder.publish(&event, job).await {
         warn!(job = ?job.name, %error, "publishing an Event");
+    }
+}
+
+/// Logs what an attempt came to, at info (a warning when it gave up).
+pub fn log_attempt(namespace: &str, name: &str, status: &PendingJobStatus) {
+    let code = status.last_status_code;
+    let attempts = status.attempts;
+    match status.phase {
+        Phase::Succeeded => info!(%namespace, %name, attempts, ?code, "delivered"),
+        Phase::Failed => {
+            warn!(%namespace, %name, attempts, ?code, error = ?status.last_error, "given up")
+        }
+        _ => info!(
+            %namespace, %name, attempts, retry = status.retry_count, ?code,
+            next_retry = ?status.next_retry_time.as_ref().map(|t| t.0),
+            error = ?status.last_error,
+            "attempt failed; retry scheduled"
+        ),
     }
 }
 

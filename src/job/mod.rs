@@ -9,6 +9,8 @@
 //!   [`expire`].
 //! - Writes: [`fence`] (the status write that records an attempt) and
 //!   [`events`] (one per change of phase).
+//! - Traces: [`spans`] (each attempt, its call and write, and the outcome,
+//!   in the trace the job's annotations carry through restarts).
 //!
 //! Invariants (the promise, README "Delivery semantics"):
 //! - At most one task per job, and one call per recorded attempt: a failed
@@ -28,5 +30,6 @@ pub mod expire;
 pub mod fence;
 pub mod plan;
 pub mod reconciler;
+pub mod spans;
 pub mod tasks;
 pub mod transitions;

@@ -1,6 +1,7 @@
 //! Observing the operator: Prometheus metrics ([`metrics`]), the job gauges
-//! computed when scraped ([`gauges`]), logging ([`logging`]), and the
-//! `/healthz`, `/readyz` and `/metrics` server ([`admin`]).
+//! computed when scraped ([`gauges`]), logging ([`logging`]), spans and
+//! trace context ([`traces`]), and the `/healthz`, `/readyz` and
+//! `/metrics` server ([`admin`]).
 //!
 //! Invariants: label values are bounded (namespaces, phases, short reasons,
 //! never a URL, a header or a Secret's value); gauges come from the cache
@@ -11,3 +12,4 @@ pub mod admin;
 pub mod gauges;
 pub mod logging;
 pub mod metrics;
+pub mod traces;

@@ -28,21 +28,41 @@ use kube::runtime::watcher::Event;
 
 use super::uid;
 use crate::api::PendingJob;
+use crate::delivery::trace_context::TraceContext;
 
-/// What a job's call sends of its own: its body and its extra headers.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+/// What a job's call sends of its own: its body, its extra headers and its
+/// trace context.
+#[derive(Clone, Debug, Default, PartialEq)]
 pub struct Request {
     /// The payload's JSON; `None` for a job without a payload.
     pub body: Option<Bytes>,
     /// `spec.target.headers`.
     pub headers: BTreeMap<String, String>,
+    /// The trace its calls continue (its trace-context annotations), boxed:
+    /// most jobs have none.
+    pub trace: Option<Box<TraceContext>>,
 }
 
 impl Request {
+    /// The request job `job` makes: the payload's JSON, the headers, the trace.
+    pub fn of(job: &PendingJob) -> Self {
+        Self {
+            body: body_of(job.spec.payload.as_ref()),
+            headers: job.spec.target.headers.clone(),
+            trace: trace_of(job),
+        }
+    }
+
     fn bytes(&self) -> usize {
         let headers: usize = self.headers.iter().map(|(name, value)| name.len() + value.len()).sum();
-        self.body.as_ref().map_or(0, Bytes::len) + headers
+        let trace = self.trace.as_ref().map_or(0, |_| size_of::<TraceContext>());
+        self.body.as_ref().map_or(0, Bytes::len) + headers + trace
     }
+}
+
+/// The trace job `job`'s annotations name, if valid.
+fn trace_of(job: &PendingJob) -> Option<Box<TraceContext>> {
+    TraceContext::from_annotations(job.metadata.annotations.as_ref()).map(Box::new)
 }
 
 /// Requests by job uid, and the bytes they hold in all.
@@ -171,6 +191,7 @@ impl State {
             request: Request {
                 body: body_of(payload.as_ref()),
                 headers,
+                trace: trace_of(job),
             },
             list,
         };

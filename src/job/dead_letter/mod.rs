@@ -15,13 +15,15 @@ use std::time::Duration;
 use bytes::Bytes;
 use jiff::Timestamp;
 use kube::ResourceExt;
-use tracing::{info, warn};
+use tracing::{Instrument, info, warn};
 
 use super::context::Context;
 use super::fence;
 use super::plan::Decision;
+use super::spans;
 use crate::api::{DeadLetterStatus, JobKey, Method, PendingJobStatus, Target};
 use crate::delivery::call;
+use crate::delivery::trace_context::TraceContext;
 use crate::destination::route;
 use crate::leadership::term::Term;
 use crate::observe::metrics::DeadLetterLabels;
@@ -90,14 +92,22 @@ pub async fn send(ctx: &Context, key: &JobKey, uid: &str, term: Term) {
         return;
     }
     let key_of_call = format!("{uid}/dead-letter");
+    let stored = TraceContext::from_annotations(job.metadata.annotations.as_ref());
+    let destination = dead_letter.destination_ref.as_ref().map(|d| d.name.as_str());
+    let traced = spans::dead_letter(key, uid, destination, stored);
+    let (http, carried) = spans::http(&traced, target.method, &route.endpoint.url);
     let outcome = call::call(
         &ctx.delivery.clients,
         &target,
         &route.endpoint,
         Some(body),
         &key_of_call,
+        carried.as_ref(),
     )
+    .instrument(http.clone())
     .await;
+    spans::answered(&http, &outcome);
+    drop(http);
     let next = recorded(&status, &outcome, Timestamp::now());
     let delivered = next.dead_letter.as_ref().is_some_and(|d| d.delivered);
     let result = if delivered { "delivered" } else { "failed" };
@@ -114,6 +124,7 @@ pub async fn send(ctx: &Context, key: &JobKey, uid: &str, term: Term) {
         next.dead_letter,
         job.resource_version().unwrap_or_default(),
     )
+    .instrument(spans::write(&traced))
     .await;
 }
 
