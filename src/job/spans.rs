@@ -85,22 +85,33 @@ pub fn http(traced: &Traced, method: Method, url: &str) -> (Span, Option<TraceCo
     };
     let span = info_span!(parent: &traced.span, "http call", otel.name = method, otel.kind = "client");
     attribute(&span, "http.request.method", method.to_owned());
-    if let Ok(mut url) = reqwest::Url::parse(url) {
-        attribute(&span, "url.scheme", url.scheme().to_owned());
-        if let Some(host) = url.host_str() {
-            attribute(&span, "server.address", host.to_owned());
-        }
-        if let Some(port) = url.port_or_known_default() {
-            attribute(&span, "server.port", i64::from(port));
-        }
-        url.set_query(None);
-        url.set_fragment(None);
-        let _ = url.set_username("");
-        let _ = url.set_password(None);
-        attribute(&span, "url.full", url.to_string());
+    for (key, value) in url_attributes(url) {
+        attribute(&span, key, value);
     }
     let carried = traces::outgoing(&span, traced.stored.as_ref());
     (span, carried)
+}
+
+/// The standard attributes of a call to `url`: its scheme, host and port,
+/// and the URL itself without its query, fragment or user info (where
+/// tenants put credentials, and which no trace needs).
+fn url_attributes(url: &str) -> Vec<(&'static str, opentelemetry::Value)> {
+    let Ok(mut url) = reqwest::Url::parse(url) else {
+        return Vec::new();
+    };
+    let mut attributes = vec![("url.scheme", url.scheme().to_owned().into())];
+    if let Some(host) = url.host_str() {
+        attributes.push(("server.address", host.to_owned().into()));
+    }
+    if let Some(port) = url.port_or_known_default() {
+        attributes.push(("server.port", i64::from(port).into()));
+    }
+    url.set_query(None);
+    url.set_fragment(None);
+    let _ = url.set_username("");
+    let _ = url.set_password(None);
+    attributes.push(("url.full", url.to_string().into()));
+    attributes
 }
 
 /// Records what the call of `span` came to: its status code, and whether
@@ -149,5 +160,45 @@ pub fn recorded(traced: &Traced, key: &JobKey, uid: &str, status: &PendingJobSta
     }
     if status.phase != Phase::Succeeded {
         traces::failed(&span);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_url_is_recorded_without_query_fragment_or_user_info() {
+        let cases = [
+            (
+                "https://user:pw@api.example/charges?token=s3cret#frag",
+                "https",
+                "api.example",
+                443,
+                "https://api.example/charges",
+            ),
+            (
+                "http://10.0.0.1:8080/a/b?x=1",
+                "http",
+                "10.0.0.1",
+                8080,
+                "http://10.0.0.1:8080/a/b",
+            ),
+            ("http://[::1]:9/", "http", "[::1]", 9, "http://[::1]:9/"),
+        ];
+        for (url, scheme, host, port, full) in cases {
+            let attributes: Vec<(&str, String)> = url_attributes(url)
+                .into_iter()
+                .map(|(key, value)| (key, value.to_string()))
+                .collect();
+            let expected = vec![
+                ("url.scheme", scheme.to_owned()),
+                ("server.address", host.to_owned()),
+                ("server.port", port.to_string()),
+                ("url.full", full.to_owned()),
+            ];
+            assert_eq!(attributes, expected, "{url}");
+        }
+        assert!(url_attributes("not a url").is_empty());
     }
 }
