@@ -160,7 +160,17 @@ impl Operator {
         Self::spawn(&[&base, args].concat(), namespace, kubeconfig)
     }
 
+    /// Like [`Operator::start`], with variables `env` set for it.
+    pub fn start_with_env(namespace: &str, args: &[&str], env: &[(&str, &str)]) -> Self {
+        let base = ["run", "--namespace", namespace, "--admin-listen", "127.0.0.1:0"];
+        Self::spawn_with(&[&base, args].concat(), namespace, None, env)
+    }
+
     fn spawn(args: &[&str], name: &str, kubeconfig: Option<&std::path::Path>) -> Self {
+        Self::spawn_with(args, name, kubeconfig, &[])
+    }
+
+    fn spawn_with(args: &[&str], name: &str, kubeconfig: Option<&std::path::Path>, env: &[(&str, &str)]) -> Self {
         let dir = std::env::temp_dir().join("pendingjob-it");
         std::fs::create_dir_all(&dir).expect("creating the log directory");
         let log = dir.join(format!("{}.log", unique_name(name)));
@@ -174,6 +184,7 @@ impl Operator {
         if let Some(kubeconfig) = kubeconfig {
             command.env("KUBECONFIG", kubeconfig);
         }
+        command.envs(env.iter().copied());
         let child = command.spawn().expect("starting pendingjob-operator");
         Self { child, log }
     }

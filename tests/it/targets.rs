@@ -2,6 +2,7 @@
 //! listens on a free loopback port, records every request, answers with a
 //! status the test sets, and stops when dropped.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
@@ -32,6 +33,8 @@ impl Seen {
 struct Shared {
     seen: Arc<Mutex<Vec<Seen>>>,
     answer: Arc<Mutex<StatusCode>>,
+    /// Whether answers echo the request's body (a careless target's error page).
+    echo: Arc<AtomicBool>,
 }
 
 /// The target; `base` is its `http://127.0.0.1:PORT`.
@@ -41,14 +44,19 @@ pub struct Target {
     server: tokio::task::JoinHandle<()>,
 }
 
-async fn record(State(shared): State<Shared>, uri: Uri, headers: HeaderMap, body: String) -> StatusCode {
+async fn record(State(shared): State<Shared>, uri: Uri, headers: HeaderMap, body: String) -> (StatusCode, String) {
+    let echoed = if shared.echo.load(Ordering::Relaxed) {
+        body.clone()
+    } else {
+        String::new()
+    };
     shared.seen.lock().unwrap().push(Seen {
         at: Instant::now(),
         path: uri.path().to_owned(),
         headers,
         body: serde_json::from_str(&body).unwrap_or(serde_json::Value::String(body)),
     });
-    *shared.answer.lock().unwrap()
+    (*shared.answer.lock().unwrap(), echoed)
 }
 
 impl Target {
@@ -59,6 +67,7 @@ impl Target {
         let shared = Shared {
             seen: Arc::default(),
             answer: Arc::new(Mutex::new(answer)),
+            echo: Arc::default(),
         };
         let app = axum::Router::new().fallback(record).with_state(shared.clone());
         let server = tokio::spawn(async move {
@@ -70,6 +79,11 @@ impl Target {
     /// Answers `answer` from now on.
     pub fn answer(&self, answer: StatusCode) {
         *self.shared.answer.lock().unwrap() = answer;
+    }
+
+    /// Answers with each request's body from now on.
+    pub fn echo(&self) {
+        self.shared.echo.store(true, Ordering::Relaxed);
     }
 
     /// Every request so far, in order of arrival.
