@@ -3,6 +3,7 @@
 
 mod auth;
 mod chart;
+mod chart_values;
 mod control_plane;
 mod deploy;
 mod destinations;

@@ -54,3 +54,27 @@ priorityClassName: {{ . }}
 {{- end }}
 {{- end }}
 {{- end -}}
+
+{{/*
+The OpenTelemetry variables of both containers, from .Values.tracing: none
+unless tracing.otlpEndpoint is set (tracing is then on).
+*/}}
+{{- define "pendingjob.tracingEnv" -}}
+{{- $t := .Values.tracing -}}
+{{- if $t.otlpEndpoint }}
+- name: OTEL_EXPORTER_OTLP_ENDPOINT
+  value: {{ $t.otlpEndpoint | quote }}
+{{- with $t.sampler }}
+- name: OTEL_TRACES_SAMPLER
+  value: {{ . | quote }}
+{{- end }}
+{{- with $t.samplerArg }}
+- name: OTEL_TRACES_SAMPLER_ARG
+  value: {{ . | quote }}
+{{- end }}
+{{- range $t.extraEnv }}
+- name: {{ .name }}
+  value: {{ .value | quote }}
+{{- end }}
+{{- end }}
+{{- end }}
