@@ -30,9 +30,12 @@ cargo clippy --all-targets --locked -- -D warnings
 "$(hack/tools.sh hadolint)" Dockerfile
 "$(hack/tools.sh shellcheck)" --external-sources --source-path=SCRIPTDIR --severity=warning hack/*.sh hack/node/*.sh .ci/run
 
-step "the pinned helm and helm-docs, which the chart's tests run"
+step "the pinned helm and helm-docs, which the chart's tests run, and Jaeger, which the tracing tests export to"
 hack/tools.sh helm >/dev/null
 hack/tools.sh helm-docs >/dev/null
+# Built here, not by the first test that needs it: cold, it takes about 8
+# minutes of both cores, which would starve the tests running beside it.
+hack/tools.sh jaeger >/dev/null
 
 step "building the binaries and the tests"
 # The integration tests start the binaries, mock-api2's (another crate) among them.
