@@ -6,6 +6,9 @@
 //! 4 s … 5 min), until it lands or this instance stops leading; the call is
 //! never made again for it. A leader whose term ends abandons the attempt at
 //! whatever step it is, unrecorded.
+//!
+//! Each attempt is a span in the trace the job's annotations name, with its
+//! call and its write as children ([`super::spans`]).
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -33,7 +36,7 @@ use crate::destination::oauth2;
 use crate::destination::route::{self, Route, Wait};
 use crate::leadership::term::Term;
 use crate::observe::metrics::DropReason;
-use crate::store::payloads::Request;
+use crate::store::payloads;
 
 /// How often a job that waits for its destination is routed again.
 const WAIT_RECHECK: std::time::Duration = std::time::Duration::from_secs(1);
@@ -208,13 +211,10 @@ async fn read_fresh(ctx: &Context, key: &JobKey, uid: &str, term: Term) -> Resul
         Err(kube::Error::Api(e)) if e.code == 404 => api.get_opt(&key.1).await?,
         Err(e) => return Err(e),
     };
-    Ok(job.map(|job| {
-        let Request { body, trace, .. } = Request::of(&job);
-        Fresh {
-            job: Arc::new(job),
-            body,
-            trace,
-        }
+    Ok(job.map(|job| Fresh {
+        body: payloads::body_of(job.spec.payload.as_ref()),
+        trace: TraceContext::from_annotations(job.metadata.annotations.as_ref()).map(Box::new),
+        job: Arc::new(job),
     }))
 }
 

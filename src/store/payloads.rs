@@ -44,15 +44,6 @@ pub struct Request {
 }
 
 impl Request {
-    /// The request job `job` makes: the payload's JSON, the headers, the trace.
-    pub fn of(job: &PendingJob) -> Self {
-        Self {
-            body: body_of(job.spec.payload.as_ref()),
-            headers: job.spec.target.headers.clone(),
-            trace: trace_of(job),
-        }
-    }
-
     fn bytes(&self) -> usize {
         let headers: usize = self.headers.iter().map(|(name, value)| name.len() + value.len()).sum();
         let trace = self.trace.as_ref().map_or(0, |_| size_of::<TraceContext>());
@@ -266,6 +257,21 @@ mod tests {
             Event::Apply(job) => job,
             other => panic!("unexpected {other:?}"),
         }
+    }
+
+    #[test]
+    fn a_jobs_trace_is_kept_with_its_payload_as_its_annotations_say_now() {
+        use crate::api::TRACEPARENT_ANNOTATION;
+        let payloads = Payloads::new(1024);
+        let parent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+        let mut traced = job("a", 1, Phase::Pending, serde_json::json!({}));
+        traced.annotations_mut().insert(TRACEPARENT_ANNOTATION.into(), parent.into());
+        applied(&payloads, traced.clone());
+        let kept = payloads.request(&uid_of("a"), Some(1)).expect("kept");
+        assert_eq!(kept.trace.expect("a trace").trace_id(), "4bf92f3577b34da6a3ce929d0e0e4736");
+        traced.annotations_mut().insert(TRACEPARENT_ANNOTATION.into(), "garbage".into());
+        applied(&payloads, traced);
+        assert_eq!(payloads.request(&uid_of("a"), Some(1)).expect("kept").trace, None);
     }
 
     #[test]
