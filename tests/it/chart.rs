@@ -21,8 +21,8 @@ const HELM_LABELS: [&str; 4] = [
     "app.kubernetes.io/version",
 ];
 
-/// A pinned tool of `hack/tools.sh` (helm, helm-docs), built on first use.
-fn tool(name: &str) -> std::path::PathBuf {
+/// A pinned tool of `hack/tools.sh` (helm, helm-docs, jaeger), built on first use.
+pub(crate) fn tool(name: &str) -> std::path::PathBuf {
     let out = Command::new(repo_path("hack/tools.sh"))
         .arg(name)
         .output()

@@ -8,23 +8,12 @@ use std::process::{Child, Command};
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use crate::support::{repo_path, unique_name, wait_until};
+use crate::support::{unique_name, wait_until};
 
 /// The pinned Jaeger, built on first use.
 fn binary() -> &'static std::path::Path {
     static JAEGER: OnceLock<std::path::PathBuf> = OnceLock::new();
-    JAEGER.get_or_init(|| {
-        let out = Command::new(repo_path("hack/tools.sh"))
-            .arg("jaeger")
-            .output()
-            .unwrap_or_else(|e| panic!("running hack/tools.sh jaeger: {e}"));
-        assert!(
-            out.status.success(),
-            "hack/tools.sh jaeger could not build the pinned Jaeger: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8(out.stdout).expect("a path").trim().into()
-    })
+    JAEGER.get_or_init(|| crate::chart::tool("jaeger"))
 }
 
 /// A free loopback port (bound, then let go, for Jaeger to take).

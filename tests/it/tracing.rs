@@ -221,30 +221,27 @@ fn markers() -> Markers {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_callers_trace_runs_through_the_intake_and_every_attempt_to_the_target() {
-    let env = setup("tracing").await;
+/// The whole scenario, in a namespace of its own named after `name`.
+async fn one_trace(name: &str, kill: bool) {
+    let env = setup(name).await;
     let jaeger = Jaeger::start().await;
     let target = Target::start(StatusCode::SERVICE_UNAVAILABLE).await;
     // Its 503s quote the payload back, as a careless error page would.
     target.echo();
     let markers = markers();
     destination_to(&env, &target, &markers);
-    let (uid, seen, _running) = deliver(&env, &jaeger, &target, &markers, false).await;
+    let (uid, seen, _running) = deliver(&env, &jaeger, &target, &markers, kill).await;
     check_trace(&jaeger, &target, &uid, &seen, &markers).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_callers_trace_runs_through_the_intake_and_every_attempt_to_the_target() {
+    one_trace("tracing", false).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_operator_killed_between_attempts_continues_the_same_trace() {
-    let env = setup("tracing-kill").await;
-    let jaeger = Jaeger::start().await;
-    let target = Target::start(StatusCode::SERVICE_UNAVAILABLE).await;
-    // Its 503s quote the payload back, as a careless error page would.
-    target.echo();
-    let markers = markers();
-    destination_to(&env, &target, &markers);
-    let (uid, seen, _running) = deliver(&env, &jaeger, &target, &markers, true).await;
-    check_trace(&jaeger, &target, &uid, &seen, &markers).await;
+    one_trace("tracing-kill", true).await;
 }
 
 /// A job applied by hand with its context in annotations, given up at once,
