@@ -6,7 +6,8 @@ and the pinned kubectl in $PATH. Everything binds 127.0.0.1, is bounded in
 count and time, and is stopped by PID. Sizes can be lowered for a quick look:
 BENCH_SINGLE (100), BENCH_RETRYING (1000), BENCH_DRAIN (10000), BENCH_BIG (2000),
 BENCH_BREAKER (500), BENCH_INTAKE (2000), SCALE_N (100000, see hack/bench_scale.py),
-BENCH_SIGNING (5000, see hack/bench_signing.py).
+BENCH_SIGNING (5000, see hack/bench_signing.py), BENCH_TRACING (5000, see
+hack/bench_tracing.py).
 """
 
 import json
@@ -28,7 +29,7 @@ DRAIN = int(os.environ.get("BENCH_DRAIN", 10000))
 BIG = int(os.environ.get("BENCH_BIG", 2000))
 BREAKER = int(os.environ.get("BENCH_BREAKER", 500))
 INTAKE = int(os.environ.get("BENCH_INTAKE", 2000))
-# BENCH_ONLY=latency,lateness,isolation,drain,breaker,intake,signing,scale runs only those sections.
+# BENCH_ONLY=latency,lateness,isolation,drain,breaker,intake,signing,tracing,scale runs only those sections.
 WORK = tempfile.mkdtemp(prefix="pendingjob-bench-")
 # Runs with a single target let it have the whole pool of 16 calls; the
 # isolation run keeps the defaults (16 in all, 4 per target).
@@ -93,9 +94,9 @@ class Api2:
 
 
 class Operator:
-    def __init__(self, namespace, *args):
+    def __init__(self, namespace, *args, binary=None):
         self.name = f"operator-{namespace}"
-        self.child = start(self.name, f"{BIN}/pendingjob-operator", "run", "--namespace", namespace,
+        self.child = start(self.name, binary or f"{BIN}/pendingjob-operator", "run", "--namespace", namespace,
                            "--admin-listen", "127.0.0.1:0", "--leader-election=false", *args)
         log = os.path.join(WORK, f"{self.name}.log")
         port = wait("the operator's admin address", 30,
@@ -395,10 +396,15 @@ def signing():
     bench_signing.run(sys.modules[__name__])
 
 
+def tracing():
+    import bench_tracing
+    bench_tracing.run(sys.modules[__name__])
+
+
 def main():
     sections = {"latency": latency, "lateness": lateness_and_writes, "isolation": isolation,
                 "drain": drain_and_memory, "breaker": breaker, "intake": intake, "signing": signing,
-                "scale": scale}
+                "tracing": tracing, "scale": scale}
     only = os.environ.get("BENCH_ONLY", ",".join(sections)).split(",")
     try:
         for name in only:

@@ -265,11 +265,18 @@ mod tests {
         let payloads = Payloads::new(1024);
         let parent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
         let mut traced = job("a", 1, Phase::Pending, serde_json::json!({}));
-        traced.annotations_mut().insert(TRACEPARENT_ANNOTATION.into(), parent.into());
+        traced
+            .annotations_mut()
+            .insert(TRACEPARENT_ANNOTATION.into(), parent.into());
         applied(&payloads, traced.clone());
         let kept = payloads.request(&uid_of("a"), Some(1)).expect("kept");
-        assert_eq!(kept.trace.expect("a trace").trace_id(), "4bf92f3577b34da6a3ce929d0e0e4736");
-        traced.annotations_mut().insert(TRACEPARENT_ANNOTATION.into(), "garbage".into());
+        assert_eq!(
+            kept.trace.expect("a trace").trace_id(),
+            "4bf92f3577b34da6a3ce929d0e0e4736"
+        );
+        traced
+            .annotations_mut()
+            .insert(TRACEPARENT_ANNOTATION.into(), "garbage".into());
         applied(&payloads, traced);
         assert_eq!(payloads.request(&uid_of("a"), Some(1)).expect("kept").trace, None);
     }
